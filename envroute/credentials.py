@@ -1,0 +1,86 @@
+"""Finding the caller's credential in a request, and removing it before forwarding.
+
+Accepted, in this order: ``Authorization: Bearer <key or JWT>``, ``Authorization: Basic``
+with the key as user name (``curl -u sk_test_…:``), the configured header (default
+``X-API-Key``), and, only when ``[auth] query_param`` is set, a query-string parameter
+(off by default because query strings end up in access logs).
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+from base64 import b64decode
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import parse_qsl, urlencode
+
+from .problems import Problem
+from .settings import AuthSettings
+from .typing import WSGIEnvironment
+
+Where = Literal["bearer", "basic", "header", "query"]
+
+#: A bearer value of three dot-separated base64url parts is a JWT (contract §4).
+_JWT_SHAPE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    value: str
+    where: Where
+
+    @property
+    def is_jwt(self) -> bool:
+        return self.where == "bearer" and _JWT_SHAPE.match(self.value) is not None
+
+
+class CredentialReader:
+    """Reads and strips credentials as ``[auth]`` configures; built once at start-up."""
+
+    def __init__(self, auth: AuthSettings) -> None:
+        self.header_key = "HTTP_" + auth.header.upper().replace("-", "_")
+        self.query_param = auth.query_param
+
+    def read(self, environ: WSGIEnvironment) -> Credential:
+        """The request's credential; ``missing_credentials`` or ``invalid_key`` if unusable."""
+        authorization = environ.get("HTTP_AUTHORIZATION")
+        if authorization:
+            scheme, _, value = authorization.strip().partition(" ")
+            scheme = scheme.lower()
+            value = value.strip()
+            if scheme == "bearer" and value:
+                return Credential(value, "bearer")
+            if scheme == "basic" and value:
+                return Credential(_basic_user(value), "basic")
+        value = environ.get(self.header_key, "").strip()
+        if value:
+            return Credential(value, "header")
+        if self.query_param:
+            for name, found in parse_qsl(environ.get("QUERY_STRING", "")):
+                if name == self.query_param and found:
+                    return Credential(found, "query")
+        raise Problem("missing_credentials", "send an API key as 'Authorization: Bearer <key>'"
+                      " (or Basic with the key as user name, or the API key header)")
+
+    def strip(self, environ: WSGIEnvironment, credential: Credential) -> None:
+        """Remove the credential from the environ so no backend ever receives it."""
+        if credential.where in ("bearer", "basic"):
+            environ.pop("HTTP_AUTHORIZATION", None)
+        environ.pop(self.header_key, None)
+        if credential.where == "query" or (self.query_param and self.query_param
+                                           in environ.get("QUERY_STRING", "")):
+            pairs = parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+            environ["QUERY_STRING"] = urlencode([p for p in pairs if p[0] != self.query_param])
+
+
+def _basic_user(value: str) -> str:
+    try:
+        decoded = b64decode(value, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise Problem("invalid_key", "the Basic credentials are not valid base64") from None
+    user = decoded.partition(":")[0]
+    if not user:
+        raise Problem("missing_credentials", "put the API key in the Basic user name "
+                      "(curl -u sk_test_…:)")
+    return user

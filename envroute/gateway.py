@@ -1,0 +1,224 @@
+"""``EnvRouter``: the WSGI middleware that authenticates, applies policies and routes.
+
+The request's whole path reads top to bottom in :meth:`EnvRouter.__call__`:
+
+    credential -> identity -> policies -> route -> backend
+
+Every refusal on the way is a :class:`~envroute.problems.Problem` rendered as
+``application/problem+json`` with a ``Request-Id``; nothing ever falls through to a
+backend after a refusal, and no exception or traceback reaches the caller.
+
+Security notes: client-sent ``Envroute-*`` headers are dropped before anything reads them,
+the caller's credential is removed before any backend runs, and ``envroute.identity`` is
+set only by the gateway, so a backend can trust what it finds in the environ.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from .auth import Authenticator, build_authenticator
+from .backends import build_backends
+from .config import find_config_path, load_file, parse_settings
+from .credentials import CredentialReader
+from .errors import (
+    BackendError,
+    BackendTimeout,
+    BackendUnavailable,
+    ConfigError,
+    StoreUnavailable,
+)
+from .identity import Identity
+from .policies import Policy, build_policies
+from .problems import Problem
+from .routing import Decision, Router
+from .settings import APP_BACKEND, Settings
+from .stores import InvalidationSource, KeyStore, open_store
+from .typing import HeaderList, StartResponse, WSGIApplication, WSGIEnvironment
+
+access_log = logging.getLogger("envroute.access")
+logger = logging.getLogger("envroute")
+
+IDENTITY_KEY = "envroute.identity"
+BACKEND_KEY = "envroute.backend"
+REQUEST_ID_KEY = "envroute.request_id"
+#: Methods that failover may send to a second backend: they are safe to repeat.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+
+ConfigSource = Settings | Mapping[str, Any] | str | os.PathLike[str] | None
+
+
+def new_request_id() -> str:
+    return "req_" + os.urandom(12).hex()
+
+
+def load_settings(config: ConfigSource, builtin: Iterable[str] = ()) -> Settings:
+    """Settings from a path, a dict or ``None`` (``$ENVROUTE_CONFIG`` / ``./envroute.toml``)."""
+    if isinstance(config, Settings):
+        return config
+    if isinstance(config, Mapping):
+        return parse_settings(config, source="<dict>", builtin_backends=builtin)
+    path = find_config_path(config)
+    if path is None:
+        raise ConfigError("no configuration: pass a path or a dict, or set ENVROUTE_CONFIG")
+    return load_file(path, builtin_backends=builtin)
+
+
+class EnvRouter:
+    """Wrap a WSGI app (or none, as a standalone gateway) with keys, policies and routing.
+
+    ``EnvRouter(app, "envroute.toml")`` or ``EnvRouter.from_config({...}, app=app)``. The
+    wrapped app is the backend named ``"app"``; ``backends={"name": wsgi_app}`` adds other
+    in-process backends given as objects. ``store`` overrides ``[store] url``.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApplication | None = None,
+        config: ConfigSource = None,
+        *,
+        backends: Mapping[str, WSGIApplication] | None = None,
+        store: KeyStore | None = None,
+    ) -> None:
+        builtin: dict[str, WSGIApplication] = dict(backends or {})
+        if app is not None:
+            builtin[APP_BACKEND] = app
+        self.app = app
+        self.settings = load_settings(config, builtin)
+        self.store = store if store is not None else open_store(self.settings.store_url)
+        self.credentials = CredentialReader(self.settings.auth)
+        self.authenticator: Authenticator = build_authenticator(self.settings, self.store)
+        self.policies: tuple[Policy, ...] = build_policies(self.settings)
+        self.router = Router(self.settings.routes)
+        self.backends = build_backends(self.settings, builtin)
+        if isinstance(self.store, InvalidationSource):
+            self.store.subscribe(self.authenticator.api_keys.invalidate)
+
+    @classmethod
+    def from_config(
+        cls, config: ConfigSource, app: WSGIApplication | None = None, **kwargs: Any
+    ) -> EnvRouter:
+        """Build from a dict (the TOML schema), a path, or ``Settings``."""
+        return cls(app, config, **kwargs)
+
+    # -- the request's path -----------------------------------------------------------
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        request_id = new_request_id()
+        environ[REQUEST_ID_KEY] = request_id
+        started = time.perf_counter()
+        for name in [k for k in environ if k.startswith("HTTP_ENVROUTE_")]:
+            del environ[name]  # only the gateway speaks for the caller
+        identity: Identity | None = None
+        backend = ""
+        try:
+            credential = self.credentials.read(environ)
+            identity = self.authenticator.authenticate(credential)
+            self.credentials.strip(environ, credential)
+            headers: HeaderList = []
+            for policy in self.policies:
+                headers.extend(policy.check(identity, environ))
+            decision = self.router.route(identity)
+            environ[IDENTITY_KEY] = identity
+            return self._dispatch(environ, start_response, decision, request_id, headers,
+                                  identity, started)
+        except Problem as problem:
+            refusal = problem
+        except StoreUnavailable as exc:
+            logger.error("key store unavailable: %s", exc)
+            refusal = Problem("store_unavailable", "the key store cannot be reached; "
+                              "retry shortly")
+        except BackendError as exc:
+            backend = exc.backend or environ.get(BACKEND_KEY, "")
+            refusal = self._backend_problem(exc)
+        except Exception:
+            logger.exception("request %s failed in the gateway", request_id)
+            backend = environ.get(BACKEND_KEY, "")
+            refusal = Problem("backend_unavailable", "the request could not be completed")
+        body = refusal.respond(start_response, request_id,
+                               head=environ.get("REQUEST_METHOD") == "HEAD")
+        self._log(environ, request_id, identity, backend, refusal.status, started)
+        return body
+
+    def _dispatch(self, environ: WSGIEnvironment, start_response: StartResponse,
+                  decision: Decision, request_id: str, headers: HeaderList,
+                  identity: Identity, started: float) -> Iterable[bytes]:
+        status_holder: list[str] = []
+
+        def start(status: str, response_headers: HeaderList, exc_info: Any = None) -> Any:
+            response_headers = [h for h in response_headers if h[0].lower() != "request-id"]
+            response_headers.append(("Request-Id", request_id))
+            response_headers.extend(headers)
+            status_holder[:] = [status]
+            return start_response(status, response_headers, exc_info)  # type: ignore[arg-type]
+
+        method = environ.get("REQUEST_METHOD", "GET")
+        names = decision.backends
+        for attempt, name in enumerate(names):
+            environ[BACKEND_KEY] = name
+            try:
+                result = self.backends[name](environ, start)
+                break
+            except BackendUnavailable as exc:
+                last = attempt == len(names) - 1
+                if last or not exc.retryable or method not in IDEMPOTENT_METHODS:
+                    raise
+                logger.warning("backend %s unavailable (%s); failing over to %s",
+                               name, exc, names[attempt + 1])
+        if not access_log.isEnabledFor(logging.INFO):
+            return result
+        return _LoggedResponse(result, lambda: self._log(
+            environ, request_id, identity, environ[BACKEND_KEY],
+            int(status_holder[0][:3]) if status_holder else 0, started))
+
+    @staticmethod
+    def _backend_problem(exc: BackendError) -> Problem:
+        if isinstance(exc, BackendTimeout):
+            return Problem("backend_timeout", "the backend did not answer in time")
+        return Problem("backend_unavailable", "the backend could not be reached")
+
+    def _log(self, environ: WSGIEnvironment, request_id: str, identity: Identity | None,
+             backend: str, status: int, started: float) -> None:
+        if not access_log.isEnabledFor(logging.INFO):
+            return
+        duration_ms = (time.perf_counter() - started) * 1000
+        access_log.info(
+            "%s key=%s env=%s backend=%s %s %s %s %.1fms",
+            request_id, identity.key_id if identity else "-",
+            identity.environment if identity else "-", backend or "-",
+            environ.get("REQUEST_METHOD", "-"), environ.get("PATH_INFO", "") or "/", status,
+            duration_ms,
+            extra={"request_id": request_id,
+                   "key_id": identity.key_id if identity else None,
+                   "environment": identity.environment if identity else None,
+                   "backend": backend or None, "status": status,
+                   "duration_ms": round(duration_ms, 3)},
+        )
+
+
+class _LoggedResponse:
+    """Passes a backend's response through and logs the request once it is closed."""
+
+    __slots__ = ("_done", "_iterable", "_log")
+
+    def __init__(self, iterable: Iterable[bytes], log: Any) -> None:
+        self._iterable = iterable
+        self._log = log
+        self._done = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._iterable)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self._iterable, "close", None)
+            if close is not None:
+                close()
+        finally:
+            if not self._done:
+                self._done = True
+                self._log()

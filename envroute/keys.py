@@ -1,0 +1,103 @@
+"""API key format, checksum and keyed hashing. Pure functions, no I/O.
+
+A secret is ``<prefix><random><checksum>``: 32 base62 characters drawn from
+:mod:`secrets`, then a 6-character base62 CRC32 of everything before it. The checksum
+lets the gateway refuse a typo or a made-up key without touching the store, and lets
+secret scanners recognise a leaked key with no false positives.
+
+The store never sees a secret: it keeps ``HMAC-SHA256(secret_key, api_key)``. Because the
+hash is keyed, a stolen database cannot be brute-forced offline without the server's
+``secret`` too; because it is deterministic, a key is looked up by its hash in one indexed
+query.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import secrets
+import string
+import zlib
+from dataclasses import dataclass
+
+BASE62 = string.digits + string.ascii_uppercase + string.ascii_lowercase
+RANDOM_LENGTH = 32
+CHECKSUM_LENGTH = 6
+#: A prefix is lower-case words joined and ended by underscores: ``sk_test_``, ``rk_eu_live_``.
+PREFIX_PATTERN = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)*_$")
+_BODY = re.compile(r"^[0-9A-Za-z]+$")
+KEY_ID_PREFIX = "key_"
+
+
+def _base62(number: int, width: int) -> str:
+    digits = []
+    while number:
+        number, rest = divmod(number, 62)
+        digits.append(BASE62[rest])
+    return "".join(reversed(digits)).rjust(width, "0")
+
+
+def checksum(text: str) -> str:
+    """The 6-character base62 CRC32 of ``text`` (62**6 > 2**32, so it always fits)."""
+    return _base62(zlib.crc32(text.encode()), CHECKSUM_LENGTH)
+
+
+def generate_secret(prefix: str) -> str:
+    """A new API key under ``prefix``: 32 random base62 characters and the checksum."""
+    body = prefix + "".join(secrets.choice(BASE62) for _ in range(RANDOM_LENGTH))
+    return body + checksum(body)
+
+
+def generate_key_id() -> str:
+    """A record's public id (``key_…``): safe to log, show and put in URLs."""
+    return KEY_ID_PREFIX + "".join(secrets.choice(BASE62) for _ in range(24))
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedKey:
+    """A key whose format and checksum are right; whether it exists is the store's call."""
+
+    prefix: str
+    last4: str
+
+    @property
+    def display(self) -> str:
+        """How a key appears in logs and errors: its prefix and last four characters."""
+        return f"{self.prefix}…{self.last4}"
+
+
+def split_prefix(key: str) -> str | None:
+    """The prefix of ``key`` (up to its last underscore), or None if it has none."""
+    cut = key.rfind("_")
+    return key[: cut + 1] if cut > 0 else None
+
+
+def parse(key: str) -> ParsedKey | None:
+    """Check a candidate key's shape and checksum; None if it cannot be one of ours.
+
+    Only the shape is checked here; which prefixes are configured is the caller's
+    business (:class:`envroute.auth.ApiKeyVerifier`).
+    """
+    prefix = split_prefix(key)
+    if prefix is None or PREFIX_PATTERN.match(prefix) is None:
+        return None
+    rest = key[len(prefix) :]
+    if len(rest) < RANDOM_LENGTH + CHECKSUM_LENGTH or _BODY.match(rest) is None:
+        return None
+    body, check = key[:-CHECKSUM_LENGTH], key[-CHECKSUM_LENGTH:]
+    if not hmac.compare_digest(checksum(body), check):
+        return None
+    return ParsedKey(prefix=prefix, last4=key[-4:])
+
+
+def hash_key(secret_key: bytes, key: str) -> bytes:
+    """The keyed hash the store keeps in place of ``key``."""
+    return hmac.digest(secret_key, key.encode(), "sha256")
+
+
+def redact(key: str) -> str:
+    """A credential as it may appear in a log line or an error: never more than prefix+last4."""
+    prefix = split_prefix(key)
+    if prefix is None or len(prefix) > 16 or PREFIX_PATTERN.match(prefix) is None:
+        return "…"
+    return f"{prefix}…{key[-4:]}" if len(key) > len(prefix) + 8 else f"{prefix}…"
