@@ -22,7 +22,6 @@ from typing import Any
 from .errors import ConfigError
 from .keys import PREFIX_PATTERN
 from .settings import (
-    APP_BACKEND,
     DEFAULT_PREFIXES,
     DEFAULT_STORE_URL,
     AuthSettings,
@@ -47,11 +46,12 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 _HEADER = re.compile(r"^[A-Za-z0-9-]+$")
 _SCOPE_PATTERN = re.compile(r"^(\*|[A-Z]+) (/\S*)$")
-_SECRET_HINT = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+_SECRET_HINT = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"  # noqa: S105
 
-JWT_ALGORITHMS = frozenset(
-    "HS256 HS384 HS512 RS256 RS384 RS512 PS256 PS384 PS512 ES256 ES256K ES384 ES512 EdDSA".split()
-)
+JWT_ALGORITHMS = frozenset({
+    "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512",
+    "ES256", "ES256K", "ES384", "ES512", "EdDSA",
+})
 STRATEGIES = ("moving-window", "fixed-window", "sliding-window-counter")
 
 
@@ -402,7 +402,9 @@ def _routes(root: _Section, backends: set[str]) -> tuple[RouteSettings, ...]:
         targets = [k for k in ("backend", "split", "failover") if table.has(k)]
         if len(targets) != 1:
             raise table.error("set exactly one of backend, split or failover", key="")
-        backend, split, failover = "", {}, ()
+        backend = ""
+        split: dict[str, int] = {}
+        failover: tuple[str, ...] = ()
         if targets == ["backend"]:
             backend = table.string("backend")
             _known(table, "backend", [backend], backends)

@@ -19,6 +19,7 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from .auth import Authenticator, build_authenticator
@@ -107,57 +108,56 @@ class EnvRouter:
 
     # -- the request's path -----------------------------------------------------------
 
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        request_id = new_request_id()
-        environ[REQUEST_ID_KEY] = request_id
-        started = time.perf_counter()
+    def admit(self, environ: WSGIEnvironment) -> Admission:
+        """Authenticate, apply policies and route, without calling any backend.
+
+        Raises :class:`Problem` (or an :class:`EnvrouteError` that :func:`as_problem`
+        translates) to refuse. On success the environ carries ``envroute.identity`` and
+        ``envroute.backend``, and no longer carries the credential or any client-sent
+        ``Envroute-*`` header. Framework integrations call this, then dispatch themselves.
+        """
         for name in [k for k in environ if k.startswith("HTTP_ENVROUTE_")]:
             del environ[name]  # only the gateway speaks for the caller
-        identity: Identity | None = None
-        backend = ""
+        credential = self.credentials.read(environ)
+        identity = self.authenticator.authenticate(credential)
+        environ[IDENTITY_KEY] = identity
+        self.credentials.strip(environ, credential)
+        headers: HeaderList = []
+        for policy in self.policies:
+            headers.extend(policy.check(identity, environ))
+        decision = self.router.route(identity)
+        environ[BACKEND_KEY] = decision.backends[0]
+        return Admission(identity, decision, headers)
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        request_id = environ.setdefault(REQUEST_ID_KEY, new_request_id())
+        started = time.perf_counter()
+        admission: Admission | None = None
         try:
-            credential = self.credentials.read(environ)
-            identity = self.authenticator.authenticate(credential)
-            self.credentials.strip(environ, credential)
-            headers: HeaderList = []
-            for policy in self.policies:
-                headers.extend(policy.check(identity, environ))
-            decision = self.router.route(identity)
-            environ[IDENTITY_KEY] = identity
-            return self._dispatch(environ, start_response, decision, request_id, headers,
-                                  identity, started)
-        except Problem as problem:
-            refusal = problem
-        except StoreUnavailable as exc:
-            logger.error("key store unavailable: %s", exc)
-            refusal = Problem("store_unavailable", "the key store cannot be reached; "
-                              "retry shortly")
-        except BackendError as exc:
-            backend = exc.backend or environ.get(BACKEND_KEY, "")
-            refusal = self._backend_problem(exc)
-        except Exception:
-            logger.exception("request %s failed in the gateway", request_id)
-            backend = environ.get(BACKEND_KEY, "")
-            refusal = Problem("backend_unavailable", "the request could not be completed")
+            admission = self.admit(environ)
+            return self._dispatch(environ, start_response, admission, request_id, started)
+        except Exception as exc:  # every failure becomes a problem; never a traceback
+            refusal = as_problem(exc, request_id)
         body = refusal.respond(start_response, request_id,
                                head=environ.get("REQUEST_METHOD") == "HEAD")
-        self._log(environ, request_id, identity, backend, refusal.status, started)
+        self.log(environ, admission.identity if admission else environ.get(IDENTITY_KEY),
+                 refusal.status, started)
         return body
 
     def _dispatch(self, environ: WSGIEnvironment, start_response: StartResponse,
-                  decision: Decision, request_id: str, headers: HeaderList,
-                  identity: Identity, started: float) -> Iterable[bytes]:
+                  admission: Admission, request_id: str, started: float) -> Iterable[bytes]:
         status_holder: list[str] = []
+        headers = admission.headers
 
         def start(status: str, response_headers: HeaderList, exc_info: Any = None) -> Any:
             response_headers = [h for h in response_headers if h[0].lower() != "request-id"]
             response_headers.append(("Request-Id", request_id))
             response_headers.extend(headers)
             status_holder[:] = [status]
-            return start_response(status, response_headers, exc_info)  # type: ignore[arg-type]
+            return start_response(status, response_headers, exc_info)
 
         method = environ.get("REQUEST_METHOD", "GET")
-        names = decision.backends
+        names = admission.decision.backends
         for attempt, name in enumerate(names):
             environ[BACKEND_KEY] = name
             try:
@@ -171,20 +171,17 @@ class EnvRouter:
                                name, exc, names[attempt + 1])
         if not access_log.isEnabledFor(logging.INFO):
             return result
-        return _LoggedResponse(result, lambda: self._log(
-            environ, request_id, identity, environ[BACKEND_KEY],
+        return _LoggedResponse(result, lambda: self.log(
+            environ, admission.identity,
             int(status_holder[0][:3]) if status_holder else 0, started))
 
-    @staticmethod
-    def _backend_problem(exc: BackendError) -> Problem:
-        if isinstance(exc, BackendTimeout):
-            return Problem("backend_timeout", "the backend did not answer in time")
-        return Problem("backend_unavailable", "the backend could not be reached")
-
-    def _log(self, environ: WSGIEnvironment, request_id: str, identity: Identity | None,
-             backend: str, status: int, started: float) -> None:
+    def log(self, environ: WSGIEnvironment, identity: Identity | None, status: int,
+            started: float) -> None:
+        """The one access-log line of a request (logger ``envroute.access``, level INFO)."""
         if not access_log.isEnabledFor(logging.INFO):
             return
+        request_id = environ.get(REQUEST_ID_KEY, "-")
+        backend = environ.get(BACKEND_KEY, "")
         duration_ms = (time.perf_counter() - started) * 1000
         access_log.info(
             "%s key=%s env=%s backend=%s %s %s %s %.1fms",
@@ -198,6 +195,32 @@ class EnvRouter:
                    "backend": backend or None, "status": status,
                    "duration_ms": round(duration_ms, 3)},
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """A request the gateway accepted: who, where to, and headers the policies added."""
+
+    identity: Identity
+    decision: Decision
+    headers: HeaderList
+
+
+def as_problem(exc: BaseException, request_id: str = "-") -> Problem:
+    """Translate any failure on the request's path into the contract's problem (§8)."""
+    if isinstance(exc, Problem):
+        return exc
+    if isinstance(exc, StoreUnavailable):
+        logger.error("store unavailable: %s", exc)
+        return Problem("store_unavailable", "the key store cannot be reached; retry shortly")
+    if isinstance(exc, BackendTimeout):
+        logger.error("backend %s timed out: %s", exc.backend or "-", exc)
+        return Problem("backend_timeout", "the backend did not answer in time")
+    if isinstance(exc, BackendError):
+        logger.error("backend %s unavailable: %s", exc.backend or "-", exc)
+        return Problem("backend_unavailable", "the backend could not be reached")
+    logger.error("request %s failed", request_id, exc_info=exc)
+    return Problem("backend_unavailable", "the request could not be completed")
 
 
 class _LoggedResponse:

@@ -1,0 +1,1 @@
+"""Helpers shared by every test folder: real services, real processes, free ports."""

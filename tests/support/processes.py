@@ -1,0 +1,77 @@
+"""Starting real server processes (gunicorn, the CLI, backends) on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes] | None = None,
+                  timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            output = process.stdout.read().decode() if process.stdout else ""
+            raise RuntimeError(f"process exited with {process.returncode}:\n{output}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listened on port {port} within {timeout}s")
+
+
+@contextmanager
+def running(command: Sequence[str], *, port: int, env: Mapping[str, str] | None = None,
+            cwd: str | os.PathLike[str] | None = None,
+            timeout: float = 20.0) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``command`` until the block ends; wait until it listens on ``port``."""
+    full_env = {**os.environ, **(env or {})}
+    process = subprocess.Popen(list(command), env=full_env, cwd=cwd, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for_port(port, process, timeout)
+        yield process
+    finally:
+        stop(process)
+
+
+def stop(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    if process.stdout:
+        process.stdout.close()
+
+
+def gunicorn_command(app: str, port: int, *, workers: int = 2, threads: int = 1,
+                     worker_class: str = "sync") -> list[str]:
+    command = [str(BIN / "gunicorn"), app, "--bind", f"127.0.0.1:{port}",
+               "--workers", str(workers), "--worker-class", worker_class,
+               "--graceful-timeout", "2", "--log-level", "warning"]
+    if worker_class == "gthread":
+        command += ["--threads", str(threads)]
+    return command
