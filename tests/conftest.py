@@ -11,20 +11,9 @@ import pytest
 from envroute import EnvRouter, IssuedKey, KeyManager
 from envroute.stores.sqlite import SQLiteStore
 
-SECRET = "test-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
+from .support.apps import SECRET, text_app
 
-
-def text_app(body: str) -> Callable[..., list[bytes]]:
-    """A WSGI app answering ``body`` plus what it was told about the caller."""
-
-    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-        identity = environ.get("envroute.identity")
-        who = f" {identity.key_id} {identity.environment}" if identity else ""
-        start_response("200 OK", [("Content-Type", "text/plain")])
-        return [f"{body}{who}".encode()]
-
-    return app
-
+__all__ = ["SECRET", "text_app"]
 
 @pytest.fixture
 def store_url(tmp_path: Path) -> str:
