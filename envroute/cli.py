@@ -104,13 +104,27 @@ def _run(args: argparse.Namespace) -> int:
     raise AssertionError(args.command)  # pragma: no cover
 
 
-def _settings_and_store(args: argparse.Namespace, builtin: Sequence[str] = ()) -> Any:
+def _settings_and_store(args: argparse.Namespace, *, app_given: bool = False) -> Any:
+    """The settings and the store; ``settings.needs_app`` is set on the namespace.
+
+    A config written for a wrapped app routes to the backend ``app``; commands that do not
+    run the app (keys, check, explain) accept it without ``--app``.
+    """
     from dataclasses import replace
 
+    from .errors import ConfigError
     from .gateway import load_settings
     from .stores import open_store
 
-    settings = load_settings(getattr(args, "config", None), builtin)
+    config = getattr(args, "config", None)
+    args.needs_app = app_given
+    try:
+        settings = load_settings(config, ["app"] if app_given else [])
+    except ConfigError as exc:
+        if app_given or "backend 'app' is not defined" not in exc.reason:
+            raise
+        settings = load_settings(config, ["app"])
+        args.needs_app = True
     if getattr(args, "store", None):
         settings = replace(settings, store_url=args.store)
     return settings, open_store(settings.store_url)
@@ -119,18 +133,16 @@ def _settings_and_store(args: argparse.Namespace, builtin: Sequence[str] = ()) -
 def _router(args: argparse.Namespace, *, placeholder: bool) -> Any:
     from werkzeug.utils import import_string
 
-    from .errors import ConfigError
     from .gateway import EnvRouter
 
     app = import_string(args.app) if args.app else None
-    try:
-        settings, store = _settings_and_store(args, ["app"] if app is not None else [])
-    except ConfigError as exc:
-        # check/explain inspect a config written for a wrapped app without loading the app
-        if not (placeholder and app is None and "backend 'app' is not defined" in exc.reason):
-            raise
+    settings, store = _settings_and_store(args, app_given=app is not None)
+    if args.needs_app and app is None:
+        if not placeholder:
+            store.close()
+            raise EnvrouteError("this config routes to the wrapped app: pass "
+                                "--app package.module:application")
         app = import_string(PLACEHOLDER_APP)
-        settings, store = _settings_and_store(args, ["app"])
     return EnvRouter(app, settings, store=store)
 
 
