@@ -3,6 +3,10 @@
 A policy is any object with ``check(identity, environ) -> headers``: it raises a
 :class:`~envroute.problems.Problem` to refuse, or returns response headers to add (such
 as ``RateLimit-*``). The gateway runs every policy, in order, for every request.
+
+The order is deliberate: scopes first, so a request a restricted key may not make is
+refused with 403 before it spends any of the key's rate limit; then rate limits.
+``limits`` (and Redis) are imported only when ``[rate_limits]`` is configured.
 """
 
 from __future__ import annotations
@@ -21,5 +25,25 @@ class Policy(Protocol):
 
 
 def build_policies(settings: Settings) -> tuple[Policy, ...]:
-    """The policies ``settings`` asks for, in the order they run."""
-    return ()
+    """The policies ``settings`` asks for, in the order they run.
+
+    The scope policy is always present (it passes unrestricted identities at no cost),
+    because restricted keys and scoped JWTs must never be let through merely because
+    ``[scopes]`` is empty: with no scope defined, a restricted identity is allowed nothing.
+    """
+    from .scopes import ScopePolicy
+
+    policies: list[Policy] = [ScopePolicy(settings.scopes, settings.source)]
+    if settings.rate_limits is not None and settings.rate_limits.rules:
+        from .ratelimit import RateLimitPolicy
+
+        policies.append(RateLimitPolicy(settings.rate_limits, settings.source))
+    return tuple(policies)
+
+
+def close_policies(policies: tuple[Policy, ...]) -> None:
+    """Release what policies hold in this process (a Redis connection pool)."""
+    for policy in policies:
+        close = getattr(policy, "close", None)
+        if callable(close):
+            close()

@@ -128,8 +128,10 @@ class InvalidationSource(ABC):
     """A store that pushes revocations and rolls to every process, within about a second."""
 
     @abstractmethod
-    def subscribe(self, callback: Callable[[str], None]) -> None:
-        """Call ``callback(key_id)`` whenever a key changes, from any process or host."""
+    def subscribe(self, callback: Callable[[str | None], None]) -> None:
+        """Call ``callback(key_id)`` whenever a key changes, from any process or host,
+        and ``callback(None)`` (every key) when changes may have been missed, such as
+        after the push channel reconnects."""
 
 
 def dump_metadata(metadata: Mapping[str, Any]) -> str:

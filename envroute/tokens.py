@@ -1,0 +1,300 @@
+"""JWT bearer tokens, verified with PyJWT into an :class:`~envroute.identity.Identity`.
+
+Configured by ``[jwt]`` (contract §4), compiled once at start-up by
+:func:`build_token_verifier`. What a token must satisfy:
+
+- its header's ``alg`` is one of ``algorithms`` (``none`` and mixing HS* with public-key
+  algorithms are refused at start-up, so algorithm confusion is impossible), and the key
+  that checks it is of that algorithm's family;
+- a valid signature under ``secret`` (HS*), one of ``public_keys`` (PEM public keys or
+  certificates, tried in turn) or the ``jwks_url`` key its ``kid`` names;
+- ``exp`` present and in the future, ``nbf``/``iat`` not in the future (``leeway`` applies);
+- ``iss`` / ``aud`` equal to ``issuer`` / ``audience`` when those are set (unchecked
+  otherwise);
+- ``environment_claim`` present, naming a configured environment, and ``key_id_claim``
+  present; both become the identity's ``environment`` and ``key_id``;
+- ``metadata_claims`` (metadata name -> claim) copied into the metadata when present;
+- with ``scopes_claim`` set, the claim (space-separated, or a list) becomes the identity's
+  scopes, and a token without any scope is refused with 403 ``insufficient_scope``: once
+  you configure scopes for tokens, a token never passes as unrestricted by omission.
+
+Every failure is 401 ``invalid_token`` whose detail names the reason, never the token.
+
+A JWKS is fetched on first use, cached (``JWKS_LIFESPAN``), and fetched again when a
+token names an unknown ``kid`` (key rotation), at most once a minute
+(``JWKS_REFETCH_SECONDS``), so a stream of made-up ``kid`` values cannot flood the
+identity provider. When the JWKS cannot be fetched and no cached key set is at hand the
+gateway fails closed with 503 ``store_unavailable`` rather than 401: the token may well
+be good, the caller should retry, and a client must not throw away a valid token
+because the identity provider had an outage. Failed fetches are retried at most every
+``JWKS_RETRY_SECONDS``, answering 503 at once meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import jwt
+from jwt.exceptions import (
+    ExpiredSignatureError,
+    ImmatureSignatureError,
+    InvalidAlgorithmError,
+    InvalidAudienceError,
+    InvalidIssuedAtError,
+    InvalidIssuerError,
+    InvalidSignatureError,
+    InvalidTokenError,
+    MissingRequiredClaimError,
+    PyJWKClientConnectionError,
+    PyJWKClientError,
+    PyJWKSetError,
+    PyJWTError,
+)
+
+from .errors import ConfigError, StoreUnavailable
+from .identity import Identity
+from .problems import Problem
+from .settings import JwtSettings, Settings
+
+if TYPE_CHECKING:
+    from jwt import PyJWK
+
+logger = logging.getLogger("envroute")
+
+#: How long a fetched JWKS is trusted before it is fetched again on the next token.
+JWKS_LIFESPAN = 300.0
+#: An unknown ``kid`` fetches the JWKS again at most this often (contract §4).
+JWKS_REFETCH_SECONDS = 60.0
+#: After a failed fetch, answer 503 without trying again for this long.
+JWKS_RETRY_SECONDS = 5.0
+JWKS_TIMEOUT = 5.0
+
+#: The minimum HMAC secret per algorithm (RFC 7518 §3.2: at least the hash's size).
+_HMAC_MIN_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
+#: Which algorithms each kind of public key can check.
+_FAMILIES = {"RSA": ("RS", "PS"), "EC": ("ES",), "OKP": ("EdDSA",)}
+
+_REASONS: tuple[tuple[type[PyJWTError], str], ...] = (
+    (ExpiredSignatureError, "the token has expired"),
+    (ImmatureSignatureError, "the token is not valid yet (nbf or iat in the future)"),
+    (InvalidIssuedAtError, "the token's iat claim is invalid"),
+    (InvalidAudienceError, "the token's audience (aud) is not this API"),
+    (InvalidIssuerError, "the token's issuer (iss) is not the configured one"),
+    (InvalidAlgorithmError, "the token's algorithm is not accepted"),
+    (InvalidSignatureError, "the token's signature does not verify"),
+)
+
+
+def _reason(exc: PyJWTError) -> str:
+    if isinstance(exc, MissingRequiredClaimError):
+        return f"the token has no {exc.claim} claim"
+    for kind, reason in _REASONS:
+        if isinstance(exc, kind):
+            return reason
+    return "the token is malformed"
+
+
+def _invalid(reason: str) -> Problem:
+    return Problem("invalid_token", reason)
+
+
+# -- where keys come from ---------------------------------------------------------------
+
+
+class _JwksKeys:
+    """Signing keys from a JWKS URL through :class:`jwt.PyJWKClient`, rate-limited."""
+
+    def __init__(self, url: str, *, refetch_interval: float | None = None) -> None:
+        # PyJWKClient's own cooldown is off: the rate limit below also covers failed
+        # fetches, which PyJWKClient would retry on every request.
+        self.client = jwt.PyJWKClient(url, cache_jwk_set=True, lifespan=JWKS_LIFESPAN,
+                                      timeout=JWKS_TIMEOUT, cooldown_duration=0)
+        self.url = url
+        self.refetch_interval = (JWKS_REFETCH_SECONDS if refetch_interval is None
+                                 else refetch_interval)
+        self._next_refetch = 0.0
+        self._failed_until = 0.0
+        self._lock = threading.Lock()
+
+    def _signing_keys(self, refresh: bool = False) -> list[PyJWK]:
+        now = time.monotonic()
+        cache = self.client.jwk_set_cache
+        fresh = cache is not None and cache.get() is not None
+        if (refresh or not fresh) and now < self._failed_until:
+            raise StoreUnavailable(f"the JWKS at {self.url} could not be fetched recently")
+        try:
+            return self.client.get_signing_keys(refresh=refresh)
+        except PyJWKClientConnectionError as exc:
+            self._failed_until = now + JWKS_RETRY_SECONDS
+            raise StoreUnavailable(f"the JWKS at {self.url} cannot be fetched: {exc}") from exc
+        except (PyJWKClientError, PyJWKSetError) as exc:
+            self._failed_until = now + JWKS_RETRY_SECONDS
+            raise StoreUnavailable(f"the JWKS at {self.url} is unusable: {exc}") from exc
+
+    def key_for(self, header: Mapping[str, Any]) -> PyJWK:
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise _invalid("the token's header names no key (kid)")
+        with self._lock:
+            match = PyJWKClientMatch.find(self._signing_keys(), kid)
+            if match is None and time.monotonic() >= self._next_refetch:
+                self._next_refetch = time.monotonic() + self.refetch_interval
+                logger.info("JWT names unknown kid %r; fetching the JWKS again", kid[:64])
+                match = PyJWKClientMatch.find(self._signing_keys(refresh=True), kid)
+        if match is None:
+            raise _invalid("the token's key (kid) is not one the identity provider publishes")
+        return match
+
+
+class PyJWKClientMatch:
+    """``kid`` lookup in a list of JWKs (PyJWKClient.match_kid, as a typed helper)."""
+
+    @staticmethod
+    def find(keys: list[PyJWK], kid: str) -> PyJWK | None:
+        return next((key for key in keys if key.key_id == kid), None)
+
+
+def _load_public_key(pem: str, index: int, source: str) -> tuple[Any, tuple[str, ...]]:
+    """A PEM public key or certificate -> (key object, the algorithm prefixes it checks)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    data = pem.strip().encode()
+    try:
+        if b"CERTIFICATE" in data.split(b"\n", 1)[0]:
+            key: Any = x509.load_pem_x509_certificate(data).public_key()
+        else:
+            key = load_pem_public_key(data)
+    except ValueError as exc:
+        raise ConfigError(f"not a PEM public key or certificate ({exc})",
+                          key=f"jwt.public_keys[{index}]", source=source) from None
+    if isinstance(key, rsa.RSAPublicKey):
+        return key, _FAMILIES["RSA"]
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return key, _FAMILIES["EC"]
+    if isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
+        return key, _FAMILIES["OKP"]
+    raise ConfigError("unsupported public key type", key=f"jwt.public_keys[{index}]",
+                      source=source)
+
+
+# -- the verifier -------------------------------------------------------------------------
+
+
+class JwtVerifier:
+    """Verifies bearer JWTs as ``[jwt]`` says; built once, thread-safe."""
+
+    def __init__(self, settings: JwtSettings, environments: frozenset[str], *,
+                 source: str = "<config>", refetch_interval: float | None = None) -> None:
+        self.settings = settings
+        self.environments = environments
+        self.algorithms = list(settings.algorithms)
+        self._jwt = jwt.PyJWT({"require": ["exp"], "verify_aud": bool(settings.audience)})
+        self._jwks: _JwksKeys | None = None
+        self._static: list[tuple[Any, list[str]]] = []
+        if settings.jwks_url:
+            self._jwks = _JwksKeys(settings.jwks_url, refetch_interval=refetch_interval)
+        elif settings.public_keys:
+            for index, pem in enumerate(settings.public_keys):
+                key, families = _load_public_key(pem, index, source)
+                usable = [a for a in self.algorithms if a.startswith(families)]
+                if not usable:
+                    raise ConfigError(f"this key checks none of the algorithms "
+                                      f"{', '.join(self.algorithms)}",
+                                      key=f"jwt.public_keys[{index}]", source=source)
+                self._static.append((key, usable))
+        else:
+            needed = max(_HMAC_MIN_BYTES.get(a, 32) for a in self.algorithms)
+            if len(settings.secret.encode()) < needed:
+                raise ConfigError(f"must be at least {needed} bytes for "
+                                  f"{', '.join(self.algorithms)}", key="jwt.secret",
+                                  source=source)
+            self._static.append((settings.secret, self.algorithms))
+
+    def verify(self, token: str) -> Identity:
+        try:
+            header = jwt.get_unverified_header(token)
+        except PyJWTError:
+            raise _invalid("the token is malformed") from None
+        algorithm = header.get("alg")
+        if algorithm not in self.algorithms:
+            raise _invalid(f"the token's algorithm {str(algorithm)[:16]!r} is not accepted")
+        claims = self._decode(token, algorithm)
+        return self._identity(claims)
+
+    def _decode(self, token: str, algorithm: str) -> dict[str, Any]:
+        settings = self.settings
+        options: dict[str, Any] = {
+            "algorithms": [algorithm], "leeway": settings.leeway,
+            "issuer": settings.issuer or None, "audience": settings.audience or None,
+        }
+        if self._jwks is not None:
+            jwk = self._jwks.key_for(jwt.get_unverified_header(token))
+            if algorithm not in _jwk_algorithms(jwk):
+                raise _invalid("the token's algorithm does not match its key")
+            candidates: list[Any] = [jwk.key]
+        else:
+            candidates = [key for key, usable in self._static if algorithm in usable]
+        last: PyJWTError = InvalidSignatureError()
+        for key in candidates:
+            try:
+                claims: dict[str, Any] = self._jwt.decode(token, key, **options)
+                return claims
+            except InvalidSignatureError as exc:
+                last = exc  # another configured key may have signed it
+            except InvalidTokenError as exc:
+                raise _invalid(_reason(exc)) from None
+            except PyJWTError:
+                raise _invalid("the token cannot be checked with the configured keys") from None
+        raise _invalid(_reason(last))
+
+    def _identity(self, claims: Mapping[str, Any]) -> Identity:
+        settings = self.settings
+        key_id = claims.get(settings.key_id_claim)
+        if not isinstance(key_id, str | int) or isinstance(key_id, bool) or key_id == "":
+            raise _invalid(f"the token has no {settings.key_id_claim} claim")
+        environment = claims.get(settings.environment_claim)
+        if not isinstance(environment, str) or not environment:
+            raise _invalid(f"the token has no {settings.environment_claim} claim")
+        if environment not in self.environments:
+            raise _invalid(f"the token's {settings.environment_claim} claim names no "
+                           "configured environment")
+        metadata = {name: claims[claim] for name, claim in settings.metadata_claims.items()
+                    if claims.get(claim) is not None}
+        scopes: frozenset[str] = frozenset()
+        if settings.scopes_claim:
+            scopes = _scopes(claims.get(settings.scopes_claim))
+            if not scopes:
+                raise Problem("insufficient_scope", f"the token grants no scopes "
+                              f"(claim {settings.scopes_claim!r})")
+        return Identity(key_id=str(key_id), environment=environment, metadata=metadata,
+                        source="jwt", scopes=scopes, display=f"jwt:{key_id}"[:80])
+
+
+def _scopes(value: object) -> frozenset[str]:
+    """A scope claim: ``"a b c"`` (OAuth 2.0 ``scope``) or ``["a", "b"]`` (``scp``)."""
+    if isinstance(value, str):
+        return frozenset(value.split())
+    if isinstance(value, list):
+        return frozenset(s for s in value if isinstance(s, str) and s)
+    return frozenset()
+
+
+def _jwk_algorithms(jwk: PyJWK) -> tuple[str, ...]:
+    """The algorithms a JWK may check: its ``alg`` member, else those of its key type."""
+    named = getattr(jwk, "_jwk_data", {}).get("alg")
+    if isinstance(named, str) and named:
+        return (named,)
+    prefixes = _FAMILIES.get(str(jwk.key_type), ())
+    return tuple(a for a in jwt.algorithms.get_default_algorithms()
+                 if a.startswith(prefixes))
+
+
+def build_token_verifier(jwt_settings: JwtSettings, settings: Settings) -> JwtVerifier:
+    """The verifier ``[jwt]`` describes; a :class:`ConfigError` for unusable keys."""
+    return JwtVerifier(jwt_settings, frozenset(settings.environments), source=settings.source)
