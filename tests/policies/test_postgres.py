@@ -1,0 +1,144 @@
+"""PostgreSQL specifics: NOTIFY on revoke and roll, the LISTEN thread, outages and recovery."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from werkzeug.test import Client
+
+from envroute.stores.postgres import PostgresStore, parse_url
+from tests.support.services import require_postgres
+
+from .conftest import GatewayFactory, config, manager
+from .tcpproxy import TcpProxy
+
+pytestmark = pytest.mark.postgres
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def stores(pg_url: str) -> Iterator[Callable[..., PostgresStore]]:
+    opened: list[PostgresStore] = []
+
+    def make(url: str = pg_url, **kwargs: float) -> PostgresStore:
+        store = PostgresStore(url, **kwargs)  # type: ignore[arg-type]
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        store.close()
+
+
+@pytest.mark.parametrize(("url", "conninfo", "schema"), [
+    pytest.param("postgresql://u@h/db", "postgresql://u@h/db?connect_timeout=3&"
+                 "application_name=envroute", "", id="defaults"),
+    pytest.param("postgres://h/db?schema=tenant_1&connect_timeout=9",
+                 "postgresql://h/db?connect_timeout=9&application_name=envroute", "tenant_1",
+                 id="schema-and-own-timeout"),
+])
+def test_parse_url(url: str, conninfo: str, schema: str) -> None:
+    assert parse_url(url) == (conninfo, schema)
+
+
+def test_a_schema_name_is_validated() -> None:
+    from envroute import ConfigError
+
+    with pytest.raises(ConfigError, match="schema"):
+        PostgresStore('postgresql://h/db?schema=x";drop')
+
+
+def test_revoke_and_roll_notify_every_subscriber(
+    stores: Callable[..., PostgresStore], make_gateway: GatewayFactory, pg_url: str
+) -> None:
+    writer = make_gateway(config(pg_url))  # another process, as far as the store knows
+    issued = manager(writer).create("sandbox")
+    other = manager(writer).create("sandbox")
+    listening = stores()
+    heard: list[str | None] = []
+    listening.subscribe(heard.append)
+    listening.get(issued.record.id)  # first use starts the listener
+    wait_for(lambda: None in heard)  # connected: "drop everything" once
+
+    manager(writer).revoke(issued.record.id)
+    wait_for(lambda: issued.record.id in heard)
+    manager(writer).roll(other.record.id)
+    wait_for(lambda: other.record.id in heard)
+
+
+def test_a_failed_transaction_notifies_nobody(
+    stores: Callable[..., PostgresStore], pg_url: str
+) -> None:
+    from envroute import KeyNotFound
+    from envroute.stores.base import utcnow
+
+    listening = stores()
+    heard: list[str | None] = []
+    listening.subscribe(heard.append)
+    listening.migrate()
+    wait_for(lambda: None in heard)
+    with pytest.raises(KeyNotFound):
+        stores().revoke("key_nobody", utcnow())
+    time.sleep(0.3)
+    assert "key_nobody" not in heard
+
+
+def test_push_beats_a_long_cache_ttl(make_gateway: GatewayFactory, pg_url: str) -> None:
+    gateway = make_gateway(config(pg_url, auth={"cache_ttl": "60s"}))
+    admin = make_gateway(config(pg_url))
+    issued = manager(admin).create("sandbox")
+    client = Client(gateway)
+    headers = {"Authorization": f"Bearer {issued.secret}"}
+    assert client.get("/v1/charges", headers=headers).status_code == 200
+    manager(admin).revoke(issued.record.id)
+
+    def refused() -> bool:
+        response = client.get("/v1/charges", headers=headers)
+        return response.status_code == 401 and response.json["code"] == "revoked_key"
+
+    wait_for(refused, timeout=1.0)
+
+
+def test_down_answers_503_and_recovers_by_itself(
+    make_gateway: GatewayFactory, pg_url: str, pg_schema: str,
+    stores: Callable[..., PostgresStore]
+) -> None:
+    require_postgres()
+    admin = make_gateway(config(pg_url))
+    issued = manager(admin).create("sandbox")
+    proxy = TcpProxy(5432)  # not started yet: nobody listens on its port
+    proxied = stores(f"postgresql://127.0.0.1:{proxy.port}/test?schema={pg_schema}",
+                     pool_timeout=0.5)
+    gateway = make_gateway(config(pg_url, auth={"cache_ttl": "0s"}), store=proxied)
+    heard: list[str | None] = []
+    proxied.subscribe(heard.append)
+    client = Client(gateway)
+    headers = {"Authorization": f"Bearer {issued.secret}"}
+
+    def status() -> tuple[int, str]:
+        response = client.get("/v1/charges", headers=headers)
+        return response.status_code, response.json["code"] if response.json else "ok"
+
+    try:
+        assert status() == (503, "store_unavailable")
+        proxy.start()
+        wait_for(lambda: status()[0] == 200, timeout=30)
+        wait_for(lambda: None in heard)  # the listener connected, and dropped the cache
+        heard.clear()
+
+        proxy.stop()  # PostgreSQL "goes away" under established connections
+        assert status() == (503, "store_unavailable")
+        proxy.start()
+        wait_for(lambda: status()[0] == 200, timeout=30)
+        wait_for(lambda: None in heard, timeout=30)  # reconnected: every cached key dropped
+    finally:
+        proxied.close()
+        proxy.stop()
