@@ -1,0 +1,27 @@
+"""The app config: registers the ``django://`` key store and the system checks."""
+
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+#: Key store URL scheme for the Django ORM store: ``django://`` or ``django://<db alias>``.
+STORE_SCHEME = "django"
+
+
+class EnvrouteConfig(AppConfig):
+    name = "django_envroute"
+    verbose_name = "envroute API keys"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from django.core import checks
+        from django.core.signals import setting_changed
+
+        from envroute import register_store
+
+        from . import checks as envroute_checks
+        from .gateway import on_setting_changed
+
+        register_store(STORE_SCHEME, "django_envroute.store:DjangoStore")
+        checks.register(envroute_checks.check_settings, envroute_checks.TAG)
+        setting_changed.connect(on_setting_changed, dispatch_uid="django_envroute.reset")

@@ -1,0 +1,103 @@
+"""System checks (``manage.py check``) for envroute's settings.
+
+``settings.ENVROUTE`` is run through :func:`envroute.config.parse_settings`, the same
+validation the gateway does at start-up, so a mistake shows up in ``check`` (and in
+``runserver``, ``migrate``, CI) with the key that is wrong, not on the first request.
+
+====================  ===========================================================
+``envroute.E001``     ``settings.ENVROUTE`` is missing or not a dict
+``envroute.E002``     ``settings.ENVROUTE`` is invalid (the message names the key)
+``envroute.E003``     the middleware is not in ``MIDDLEWARE``
+``envroute.E004``     ``ENVROUTE_EXEMPT_PATHS`` is not a list of paths starting with /
+``envroute.E005``     the ``django://`` store names a database not in ``DATABASES``
+``envroute.E006``     the store URL's scheme is not a known store
+====================  ===========================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error
+
+from envroute import ConfigError
+from envroute.config import parse_settings
+from envroute.settings import APP_BACKEND
+
+from .apps import STORE_SCHEME
+from .conf import MIDDLEWARE, conf
+
+TAG = "envroute"
+KNOWN_SCHEMES = frozenset({STORE_SCHEME, "sqlite", "postgresql", "postgres"})
+EXAMPLE = ('ENVROUTE = {"secret": os.environ["ENVROUTE_SECRET"], '
+           '"routes": [{"when": {}, "backend": "app"}]}')
+
+
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """Every envroute check; registered in ``EnvrouteConfig.ready()``."""
+    return [*_check_config(), *_check_middleware(), *_check_exempt_paths()]
+
+
+def _check_config() -> list[CheckMessage]:
+    raw = conf.ENVROUTE
+    if not isinstance(raw, Mapping):
+        found = "missing" if raw is None else f"a {type(raw).__name__}"
+        return [Error(f"settings.ENVROUTE is {found}; it must be a dict with envroute's "
+                      "configuration.", hint=f"For example: {EXAMPLE}", id="envroute.E001")]
+    try:
+        parsed = parse_settings(conf.config, source="settings.ENVROUTE",
+                                builtin_backends=[APP_BACKEND])
+    except ConfigError as exc:
+        where = f"settings.ENVROUTE[{_subscript(exc.key)}]" if exc.key else "settings.ENVROUTE"
+        return [Error(f"{where}: {exc.reason}", hint=_hint(exc.key), id="envroute.E002")]
+    scheme, _, _ = parsed.store_url.partition("://")
+    if scheme not in KNOWN_SCHEMES:
+        return [Error(f"settings.ENVROUTE['store']['url']: unknown store scheme {scheme!r}.",
+                      hint="Use django:// (the project's database, the default), "
+                           "sqlite:///path.db or postgresql://…", id="envroute.E006")]
+    if scheme == STORE_SCHEME:
+        from .store import database_alias
+
+        alias = database_alias(parsed.store_url)
+        if alias not in settings.DATABASES:
+            known = ", ".join(f"django://{a}" for a in settings.DATABASES)
+            return [Error(f"settings.ENVROUTE['store']['url']: {parsed.store_url!r} names "
+                          f"the database {alias!r}, which is not in DATABASES.",
+                          hint=f"Use one of: {known}",
+                          id="envroute.E005")]
+    return []
+
+
+def _check_middleware() -> list[CheckMessage]:
+    if MIDDLEWARE in (settings.MIDDLEWARE or ()):
+        return []
+    return [Error(f"{MIDDLEWARE!r} is not in MIDDLEWARE, so no request is authenticated.",
+                  hint=f"Add {MIDDLEWARE!r} at the top of MIDDLEWARE.", id="envroute.E003")]
+
+
+def _check_exempt_paths() -> list[CheckMessage]:
+    value = conf.ENVROUTE_EXEMPT_PATHS
+    valid = (not isinstance(value, str) and isinstance(value, Sequence)
+             and all(isinstance(p, str) and p.startswith("/") for p in value))
+    if valid:
+        return []
+    return [Error(f"ENVROUTE_EXEMPT_PATHS must be a list of path prefixes starting with "
+                  f"'/', not {value!r}.", hint='For example: ENVROUTE_EXEMPT_PATHS = ["/admin/"]',
+                  id="envroute.E004")]
+
+
+def _subscript(dotted: str) -> str:
+    """``backends.sandbox.url`` -> ``'backends']['sandbox']['url'``, to read as Python."""
+    parts = []
+    for part in dotted.split("."):
+        name, _, index = part.partition("[")
+        parts.append(repr(name) + (f"][{index.rstrip(']')}" if index else ""))
+    return "][".join(parts)
+
+
+def _hint(key: str) -> str:
+    section = key.split(".")[0].split("[")[0] if key else ""
+    return (f"Fix {section!r} in settings.ENVROUTE; it takes the same keys as envroute.toml."
+            if section else "settings.ENVROUTE takes the same keys as envroute.toml.")

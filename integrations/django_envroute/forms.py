@@ -1,0 +1,76 @@
+"""The admin's forms: one to create a key (its secret is then shown once), one to edit.
+
+Creation goes through :class:`envroute.KeyManager`, like ``envroute keys create``, so
+the admin follows the same rules: the environment must be configured, scopes must be
+defined in ``[scopes]``, and metadata may not set ``environment``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from envroute.config import parse_duration
+
+from .gateway import get_router
+from .models import APIKey
+
+
+class CreateKeyForm(forms.ModelForm):
+    environment = forms.ChoiceField(help_text="Decides the prefix (sk_test_, sk_live_) "
+                                    "and, with the metadata, where requests are routed.")
+    metadata = forms.JSONField(required=False, initial=dict,
+                               help_text='A JSON object, such as {"customer": "acme"}.')
+    scopes = forms.MultipleChoiceField(required=False, widget=forms.CheckboxSelectMultiple,
+                                       help_text="None: an unrestricted key.")
+    expires_in = forms.CharField(required=False, label="Expires in",
+                                 help_text="Such as 30d or 12h; empty: never.")
+
+    class Meta:
+        model = APIKey
+        fields = ("name",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        settings = get_router().settings
+        self.fields["environment"].choices = [(name, name) for name in settings.environments]
+        self.fields["scopes"].choices = [(name, name) for name in settings.scopes]
+        self.order_fields(["environment", "name", "metadata", "scopes", "expires_in"])
+
+    def clean_metadata(self) -> dict[str, Any]:
+        value = self.cleaned_data.get("metadata") or {}
+        if not isinstance(value, dict):
+            raise forms.ValidationError('Enter a JSON object, such as {"customer": "acme"}.')
+        if "environment" in value:
+            raise forms.ValidationError("'environment' is set by the environment field.")
+        return value
+
+    def clean_expires_in(self) -> float | None:
+        text = (self.cleaned_data.get("expires_in") or "").strip()
+        if not text:
+            return None
+        try:
+            seconds = parse_duration(text)
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        if seconds <= 0:
+            raise forms.ValidationError("Enter a positive duration, such as 30d.")
+        return seconds
+
+
+class ChangeKeyForm(forms.ModelForm):
+    revoke = forms.BooleanField(
+        required=False, label="Revoked",
+        help_text="Revoking is permanent; the key stops working within the gateway's "
+                  "cache_ttl (default 5 s).")
+
+    class Meta:
+        model = APIKey
+        fields = ("name",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.revoked_at is not None:
+            self.fields["revoke"].initial = True
+            self.fields["revoke"].disabled = True
