@@ -1,0 +1,36 @@
+"""A JWKS endpoint in its own process: serves a JSON file, counts the fetches.
+
+    python -m tests.policies.jwks_server JWKS_FILE COUNT_FILE PORT
+
+The test rewrites JWKS_FILE to rotate keys; every GET appends a line to COUNT_FILE.
+"""
+
+from __future__ import annotations
+
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+
+def main() -> None:
+    jwks, count, port = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            body = jwks.read_bytes()
+            with count.open("a") as handle:
+                handle.write("GET\n")
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            pass
+
+    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+
+
+if __name__ == "__main__":
+    main()
