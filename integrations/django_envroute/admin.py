@@ -85,7 +85,7 @@ class APIKeyAdmin(admin.ModelAdmin):
         obj._state.adding = False
         _show_once(request, "The API key", issued)
 
-    @admin.action(description="Revoke selected keys", permission="change")
+    @admin.action(description="Revoke selected keys", permissions=["change"])
     def revoke_keys(self, request: HttpRequest, queryset: QuerySet[APIKey]) -> None:
         manager = get_key_manager()
         for key in queryset:
@@ -93,7 +93,7 @@ class APIKeyAdmin(admin.ModelAdmin):
         self.message_user(request, f"Revoked {len(queryset)} key(s).", messages.SUCCESS)
 
     @admin.action(description="Roll selected keys (new secret shown once; the old one "
-                              "stops working now)", permission="change")
+                              "stops working now)", permissions=["change"])
     def roll_keys(self, request: HttpRequest, queryset: QuerySet[APIKey]) -> None:
         manager = get_key_manager()
         for key in queryset:
