@@ -1,0 +1,196 @@
+"""Unit tests of how the proxy builds the upstream request: URL, path, headers, Location.
+
+No sockets here: pure functions on WSGI environs, and ``responses`` in place of the
+upstream where a whole request is built.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import responses
+from werkzeug.test import EnvironBuilder
+
+from envroute import ConfigError, Identity, verify_signature
+from envroute.proxy import ProxyBackend, upstream_path, upstream_query
+from envroute.settings import BackendSettings
+
+
+def environ(path_info: str, raw: str | None = None, **extra: Any) -> dict[str, Any]:
+    env: dict[str, Any] = {"REQUEST_METHOD": "GET", "SCRIPT_NAME": "", "PATH_INFO": path_info,
+                           "QUERY_STRING": "", "wsgi.url_scheme": "http",
+                           "REMOTE_ADDR": "127.0.0.1", "HTTP_HOST": "gateway.test"}
+    if raw is not None:
+        env["RAW_URI"] = raw
+    env.update(extra)
+    return env
+
+
+@pytest.mark.parametrize(("env", "strip_prefix", "expected"), [
+    pytest.param(environ("/v1/charges", "/v1/charges"), "", "/v1/charges", id="plain"),
+    pytest.param(environ("/files/a/b", "/files/a%2Fb"), "", "/files/a%2Fb",
+                 id="encoded-slash-kept"),
+    pytest.param(environ("/a b/\xc3\xbc"), "", "/a%20b/%C3%BC", id="re-quoted-without-raw"),
+    pytest.param(environ("/a/b", REQUEST_URI="/a%2Fb?x=1"), "", "/a%2Fb",
+                 id="request-uri"),
+    pytest.param(environ("/x", "http://evil.example/x"), "", "/x", id="absolute-form"),
+    pytest.param(environ("//evil.example/x", "//evil.example/x"), "", "//evil.example/x",
+                 id="double-slash-is-a-path"),
+    pytest.param(environ("///evil.example/x", "/%2F%2Fevil.example/x"), "",
+                 "/%2F%2Fevil.example/x", id="encoded-double-slash"),
+    pytest.param(environ("/@evil.example", "/@evil.example"), "", "/@evil.example",
+                 id="at-sign"),
+    pytest.param(environ("/\\evil.example", "/\\evil.example"), "", "/%5Cevil.example",
+                 id="backslash-escaped"),
+    pytest.param(environ("/a?b#c"), "", "/a%3Fb%23c", id="question-and-hash-escaped"),
+    pytest.param(environ("/a%zz", "/a%zz"), "", "/a%25zz", id="malformed-escape"),
+    pytest.param(environ("/new", "/old"), "", "/new", id="rewritten-path-info-wins"),
+    pytest.param(environ("/sandbox/v1/x", "/sandbox/v1/x"), "/sandbox", "/v1/x",
+                 id="strip-prefix"),
+    pytest.param(environ("/sandbox", "/sandbox"), "/sandbox", "", id="strip-whole-path"),
+    pytest.param(environ("/sandboxes/x", "/sandboxes/x"), "/sandbox", "/sandboxes/x",
+                 id="prefix-not-at-a-segment-boundary"),
+    pytest.param(environ("/sandbox/a/b", "/sand%62ox/a%2Fb"), "/sandbox", "/a%2Fb",
+                 id="strip-encoded-prefix"),
+    pytest.param(environ("/v1/a/b", "/api/v1/a%2Fb", SCRIPT_NAME="/api"), "", "/v1/a%2Fb",
+                 id="script-name"),
+])
+def test_upstream_path(env: dict[str, Any], strip_prefix: str, expected: str) -> None:
+    assert upstream_path(env, strip_prefix) == expected
+
+
+@pytest.mark.parametrize(("query", "expected"), [
+    pytest.param("a=1&b=%2F&c", "a=1&b=%2F&c", id="kept-as-sent"),
+    pytest.param("q=a b&r=#", "q=a%20b&r=%23", id="unsafe-escaped"),
+    pytest.param("next=/x?y=1", "next=/x?y=1", id="slash-and-question-mark-allowed"),
+])
+def test_upstream_query(query: str, expected: str) -> None:
+    assert upstream_query(environ("/", QUERY_STRING=query)) == expected
+
+
+def backend(url: str = "http://127.0.0.1:9000/base", strip_prefix: str = "/sandbox",
+            **kwargs: Any) -> ProxyBackend:
+    return ProxyBackend(BackendSettings(name="sb", url=url, strip_prefix=strip_prefix,
+                                        **kwargs), signing_secret="s3cret")
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    pytest.param("/sandbox/v1/x?a=1", "http://127.0.0.1:9000/base/v1/x?a=1", id="prefixed"),
+    pytest.param("/sandbox", "http://127.0.0.1:9000/base", id="prefix-only"),
+    pytest.param("//evil.example/x", "http://127.0.0.1:9000/base//evil.example/x",
+                 id="double-slash"),
+    pytest.param("http://evil.example/sandbox/x", "http://127.0.0.1:9000/base/x",
+                 id="absolute-form"),
+    pytest.param("/sandbox/@evil.example", "http://127.0.0.1:9000/base/@evil.example",
+                 id="at-sign"),
+])
+def test_the_target_is_always_the_configured_backend(raw: str, expected: str) -> None:
+    path, _, query = raw.partition("?")
+    path_info = urlsplit(path).path if "://" in path else path
+    env = environ(path_info, raw, QUERY_STRING=query, HTTP_HOST="evil.example",
+                  HTTP_X_FORWARDED_HOST="evil.example")
+    url = backend().url_for(env)
+    assert url == expected
+    assert urlsplit(url).netloc == "127.0.0.1:9000"
+
+
+def test_a_backend_url_with_no_path_sends_slash() -> None:
+    assert backend("http://h:1", "").url_for(environ("")) == "http://h:1/"
+
+
+@pytest.mark.parametrize(("url", "reason"), [
+    pytest.param("ftp://h/", "not an http", id="scheme"),
+    pytest.param("http:///x", "not an http", id="no-host"),
+    pytest.param("http://user:pw@h/", "credentials", id="credentials"),
+    pytest.param("http://h/?a=1", "no query", id="query"),
+    pytest.param("http://h:port/", "invalid port", id="port"),
+])
+def test_bad_backend_urls_stop_start_up(url: str, reason: str) -> None:
+    with pytest.raises(ConfigError, match=reason) as info:
+        backend(url)
+    assert info.value.key == "backends.sb.url"
+    assert "pw" not in str(info.value)
+
+
+@pytest.mark.parametrize(("location", "expected"), [
+    pytest.param("http://127.0.0.1:9000/base/login?next=1", "/sandbox/login?next=1",
+                 id="absolute-into-backend"),
+    pytest.param("http://127.0.0.1:9000/base", "/sandbox", id="backend-root"),
+    pytest.param("HTTP://127.0.0.1:9000/base/x#frag", "/sandbox/x#frag", id="scheme-case"),
+    pytest.param("//127.0.0.1:9000/base/x", "/sandbox/x", id="scheme-relative"),
+    pytest.param("/base/login", "/sandbox/login", id="path-under-base"),
+    pytest.param("http://127.0.0.1:9000/elsewhere", "/elsewhere", id="backend-host-no-base"),
+    pytest.param("http://127.0.0.1:9000//evil.example/", "/evil.example/",
+                 id="never-a-network-path"),
+    pytest.param("/other", "/other", id="path-outside-base"),
+    pytest.param("https://example.com/x", "https://example.com/x", id="external"),
+    pytest.param("http://127.0.0.1:9001/base/x", "http://127.0.0.1:9001/base/x",
+                 id="other-port"),
+    pytest.param("https://127.0.0.1:9000/base/x", "https://127.0.0.1:9000/base/x",
+                 id="other-scheme"),
+    pytest.param("next", "next", id="relative-path"),
+    pytest.param("http://[::1", "http://[::1", id="unparseable"),
+])
+def test_location_rewriting(location: str, expected: str) -> None:
+    assert backend().rewrite_location(location, environ("/")) == expected
+
+
+def test_location_without_a_base_path_or_prefix() -> None:
+    plain = backend("http://127.0.0.1:9000", "")
+    assert plain.rewrite_location("http://127.0.0.1:9000/x?y", environ("/")) == "/x?y"
+    assert plain.rewrite_location("http://127.0.0.1:9000//evil.example", environ("/")) \
+        == "/evil.example"
+    assert plain.rewrite_location("http://127.0.0.1/x", environ("/")) == "http://127.0.0.1/x"
+
+
+@responses.activate
+def test_the_request_sent_upstream() -> None:
+    responses.add(responses.POST, "http://127.0.0.1:9000/base/v1/charges",
+                  body=b"created", status=201, headers={"Server": "upstream/1.0"})
+    env = EnvironBuilder(
+        path="/sandbox/v1/charges", method="POST", data=b"amount=100",
+        query_string="expand=customer", content_type="application/x-www-form-urlencoded",
+        headers={"Connection": "keep-alive, X-Private", "X-Private": "p", "TE": "trailers",
+                 "Keep-Alive": "300", "Envroute-Key-Id": "forged", "X-Trace": "t1",
+                 "X-Forwarded-For": "203.0.113.7", "Proxy-Authorization": "Basic eA=="},
+        environ_base={"REMOTE_ADDR": "127.0.0.1"},
+    ).get_environ()
+    env["envroute.identity"] = Identity("key_1", "sandbox", {"tier": "pro"})
+    env["envroute.request_id"] = "req_1"
+    started: list[Any] = []
+    body = b"".join(backend()(env, lambda status, headers: started.append((status, headers))))
+    assert body == b"created"
+    assert started[0][0] == "201 Created"
+    assert "server" not in {name.lower() for name, _ in started[0][1]}
+    sent = responses.calls[0].request
+    assert sent.url == "http://127.0.0.1:9000/base/v1/charges?expand=customer"
+    assert b"".join(sent.body) == b"amount=100"
+    headers = sent.headers
+    assert headers["Content-Length"] == "10"
+    assert headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert headers["X-Trace"] == "t1"
+    for dropped in ("Connection", "X-Private", "TE", "Keep-Alive", "Proxy-Authorization"):
+        assert dropped not in headers
+    assert headers["Envroute-Key-Id"] == "key_1"
+    assert headers["Envroute-Metadata"] == '{"tier":"pro"}'
+    assert headers["Envroute-Request-Id"] == "req_1"
+    assert verify_signature(headers, "s3cret")
+    assert headers["X-Forwarded-For"] == "203.0.113.7, 127.0.0.1"
+    assert headers["X-Forwarded-Proto"] == "http"
+    assert headers["X-Forwarded-Host"] == "localhost"
+
+
+@responses.activate
+def test_no_identity_headers_without_an_identity_and_no_signature_without_a_secret() -> None:
+    responses.add(responses.GET, "http://127.0.0.1:9000/x", body=b"ok")
+    plain = ProxyBackend(BackendSettings(name="p", url="http://127.0.0.1:9000"))
+    env = EnvironBuilder(path="/x").get_environ()
+    list(plain(env, lambda *args: None))
+    env["envroute.identity"] = Identity("key_1", "sandbox")
+    list(plain(env, lambda *args: None))
+    first, second = (call.request.headers for call in responses.calls)
+    assert not [name for name in first if name.lower().startswith("envroute-")]
+    assert second["Envroute-Key-Id"] == "key_1"
+    assert "Envroute-Signature" not in second
