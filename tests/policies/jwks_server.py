@@ -16,7 +16,7 @@ def main() -> None:
     jwks, count, port = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             body = jwks.read_bytes()
             with count.open("a") as handle:
                 handle.write("GET\n")
@@ -26,7 +26,7 @@ def main() -> None:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             pass
 
     ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
