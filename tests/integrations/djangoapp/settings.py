@@ -1,0 +1,65 @@
+"""Django settings for the integration tests, applied by ``conftest.py`` with
+``settings.configure()`` (not DJANGO_SETTINGS_MODULE, which subprocesses would inherit)."""
+
+from __future__ import annotations
+
+import os
+
+from tests.conftest import SECRET
+from tests.support.services import reachable
+
+SECRET_KEY = "django-tests-only"
+DEBUG = False
+ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
+USE_TZ = True
+TIME_ZONE = "UTC"
+ROOT_URLCONF = "tests.integrations.djangoapp.urls"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django_envroute",
+]
+MIDDLEWARE = [
+    "django_envroute.middleware.EnvRouteMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+TEMPLATES = [{
+    "BACKEND": "django.template.backends.django.DjangoTemplates",
+    "APP_DIRS": True,
+    "OPTIONS": {"context_processors": [
+        "django.template.context_processors.request",
+        "django.contrib.auth.context_processors.auth",
+        "django.contrib.messages.context_processors.messages",
+    ]},
+}]
+DATABASES: dict[str, dict[str, object]] = {
+    "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
+}
+# The real PostgreSQL, where there is one (always under CI: a missing server fails there).
+if reachable("127.0.0.1", 5432) or os.environ.get("CI"):
+    DATABASES["postgres"] = {
+        "ENGINE": "django.db.backends.postgresql", "HOST": "127.0.0.1", "PORT": 5432,
+        "NAME": "test", "USER": os.environ.get("PGUSER", ""),
+        "TEST": {"NAME": f"envroute_django_{os.getpid()}"},
+    }
+
+ENVROUTE = {
+    "secret": SECRET,
+    "environments": {"sandbox": {}, "production": {}, "staging": {"prefix": "sk_stage_"}},
+    "backends": {"sandbox": {"app": "tests.integrations.djangoapp.views:sandbox_app"}},
+    "scopes": {"charges:read": ["GET /v1/charges"]},
+    "routes": [
+        {"when": {"environment": "sandbox"}, "backend": "sandbox"},
+        {"when": {"environment": "production"}, "backend": "app"},
+    ],
+}
+ENVROUTE_EXEMPT_PATHS = ["/admin/", "/health"]
