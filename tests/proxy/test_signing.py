@@ -92,9 +92,9 @@ def test_tolerance_is_configurable_and_defaults_to_five_minutes() -> None:
 
 def test_an_empty_secret_never_verifies() -> None:
     forged = signed(secret="x")
-    forged["Envroute-Signature"] = "t=%d,v1=%s" % (NOW, hmac.new(
-        b"", f"{NOW}.key_abc.sandbox.{forged['Envroute-Metadata']}".encode(),
-        hashlib.sha256).hexdigest())
+    digest = hmac.new(b"", f"{NOW}.key_abc.sandbox.{forged['Envroute-Metadata']}".encode(),
+                      hashlib.sha256).hexdigest()
+    forged["Envroute-Signature"] = f"t={NOW},v1={digest}"
     assert not verify_signature(forged, "", now=NOW)
     with pytest.raises(ValueError, match="signing_secret"):
         sign("", "key", "sandbox", "{}")

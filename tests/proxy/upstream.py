@@ -137,10 +137,12 @@ class Handler(BaseHTTPRequestHandler):
             self.server.stats.reset()
             self.send(200, b"{}", [("Content-Type", "application/json")])
             return
-        self.server.stats.record(self.command, self.path, self.client_address[1])
+        # the target as it came on the wire: http.server collapses a leading "//" in .path
+        target = self.requestline.split(" ")[1]
+        self.server.stats.record(self.command, target, self.client_address[1])
         action, _, arg = self.action()
         length, sha, body = self.read_body()
-        echo = {"name": self.server.name, "method": self.command, "target": self.path,
+        echo = {"name": self.server.name, "method": self.command, "target": target,
                 "headers": [[k, v] for k, v in self.headers.items()], "body_length": length,
                 "body_sha256": sha, "body": body.decode("latin-1"),
                 "client_port": self.client_address[1]}
