@@ -1,0 +1,72 @@
+"""``manage.py check``: one case per check id, and a clean bill for valid settings."""
+
+from __future__ import annotations
+
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.core.checks import Error, run_checks
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.test import override_settings
+
+from django_envroute.checks import TAG, check_settings
+
+MIDDLEWARE = "django_envroute.middleware.EnvRouteMiddleware"
+
+
+def valid() -> dict[str, Any]:
+    return dict(settings.ENVROUTE)
+
+
+CASES = [
+    pytest.param({"ENVROUTE": None}, "envroute.E001", "settings.ENVROUTE is missing",
+                 id="E001-missing"),
+    pytest.param({"ENVROUTE": "envroute.toml"}, "envroute.E001", "is a str",
+                 id="E001-not-a-dict"),
+    pytest.param({"ENVROUTE": {**valid(), "secret": "short"}}, "envroute.E002",
+                 "settings.ENVROUTE['secret']: must be at least 32 characters",
+                 id="E002-short-secret"),
+    pytest.param({"ENVROUTE": {**valid(), "routes": [{"when": {}, "backend": "nope"}]}},
+                 "envroute.E002", "settings.ENVROUTE['routes'][0]['backend']: backend 'nope'",
+                 id="E002-undefined-backend"),
+    pytest.param({"ENVROUTE": {**valid(), "colour": "blue"}}, "envroute.E002",
+                 "settings.ENVROUTE['colour']: unknown key", id="E002-unknown-key"),
+    pytest.param({"MIDDLEWARE": ["django.contrib.sessions.middleware.SessionMiddleware"]},
+                 "envroute.E003", f"{MIDDLEWARE!r} is not in MIDDLEWARE", id="E003"),
+    pytest.param({"ENVROUTE_EXEMPT_PATHS": "/admin/"}, "envroute.E004",
+                 "ENVROUTE_EXEMPT_PATHS must be a list", id="E004-a-string"),
+    pytest.param({"ENVROUTE_EXEMPT_PATHS": ["admin/"]}, "envroute.E004",
+                 "starting with '/'", id="E004-relative"),
+    pytest.param({"ENVROUTE": {**valid(), "store": {"url": "django://replica"}}},
+                 "envroute.E005", "names the database 'replica', which is not in DATABASES",
+                 id="E005"),
+    pytest.param({"ENVROUTE": {**valid(), "store": {"url": "mongodb://db/keys"}}},
+                 "envroute.E006", "unknown store scheme 'mongodb'", id="E006"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "check_id", "message"), CASES)
+def test_each_check_id(overrides: dict[str, Any], check_id: str, message: str) -> None:
+    with override_settings(**overrides):
+        errors = check_settings()
+    assert [e.id for e in errors] == [check_id]
+    assert isinstance(errors[0], Error)
+    assert message in errors[0].msg
+    assert errors[0].hint
+
+
+def test_valid_settings_pass() -> None:
+    assert check_settings() == []
+    with override_settings(ENVROUTE={**valid(), "store": {"url": "sqlite:///keys.db"}}):
+        assert check_settings() == []
+
+
+def test_checks_are_registered_and_fail_manage_py_check() -> None:
+    with override_settings(ENVROUTE={**valid(), "secret": "short"}):
+        assert [e.id for e in run_checks(tags=[TAG])] == ["envroute.E002"]
+        with pytest.raises(SystemCheckError, match="envroute.E002"):
+            call_command("check", stdout=StringIO(), stderr=StringIO())
+    call_command("check", stdout=StringIO())
