@@ -9,8 +9,8 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.test import Client
 from django.utils import timezone
-
 from django_envroute.models import APIKey
+
 from envroute import IssuedKey
 from tests.integrations.conftest import bearer, problem_of
 

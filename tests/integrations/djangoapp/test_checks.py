@@ -11,7 +11,6 @@ from django.core.checks import Error, run_checks
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
-
 from django_envroute.checks import TAG, check_settings
 
 MIDDLEWARE = "django_envroute.middleware.EnvRouteMiddleware"
@@ -67,6 +66,6 @@ def test_valid_settings_pass() -> None:
 def test_checks_are_registered_and_fail_manage_py_check() -> None:
     with override_settings(ENVROUTE={**valid(), "secret": "short"}):
         assert [e.id for e in run_checks(tags=[TAG])] == ["envroute.E002"]
-        with pytest.raises(SystemCheckError, match="envroute.E002"):
+        with pytest.raises(SystemCheckError, match=r"envroute\.E002"):
             call_command("check", stdout=StringIO(), stderr=StringIO())
     call_command("check", stdout=StringIO())

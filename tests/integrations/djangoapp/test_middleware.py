@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from django.db import connection
 from django.test import Client, override_settings
-
 from django_envroute.gateway import get_key_manager
 from django_envroute.models import APIKey
+
 from envroute import IssuedKey
 from envroute.keys import checksum
 from tests.integrations.conftest import Upstream, bearer, problem_of

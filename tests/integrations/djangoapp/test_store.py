@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.conf import settings
-
 from django_envroute.store import DjangoStore
+
 from envroute import EnvRouter, KeyManager, KeyNotFound, KeyRecord, open_store
 from envroute.keys import hash_key
 from tests.conftest import SECRET, text_app

@@ -6,7 +6,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-
 from django_envroute import get_identity
 
 #: Requests that reached a Django view, so a test can tell that none did.
