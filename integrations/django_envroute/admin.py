@@ -19,7 +19,7 @@ from django.http import HttpRequest
 from envroute import EnvrouteError, IssuedKey
 
 from .forms import ChangeKeyForm, CreateKeyForm
-from .gateway import get_key_manager
+from .gateway import forget_key, get_key_manager
 from .models import APIKey
 
 SHOWN_ONCE = ("Store it somewhere safe now: you will not be able to see it again.")
@@ -75,6 +75,7 @@ class APIKeyAdmin(admin.ModelAdmin):
             obj.save(update_fields=["name"])
             if data.get("revoke") and obj.revoked_at is None:
                 manager.revoke(obj.pk)
+                forget_key(obj.pk)
                 obj.refresh_from_db()
             return
         issued = manager.create(data["environment"], metadata=data["metadata"],
@@ -90,6 +91,7 @@ class APIKeyAdmin(admin.ModelAdmin):
         manager = get_key_manager()
         for key in queryset:
             manager.revoke(key.pk)
+            forget_key(key.pk)
         self.message_user(request, f"Revoked {len(queryset)} key(s).", messages.SUCCESS)
 
     @admin.action(description="Roll selected keys (new secret shown once; the old one "
@@ -102,4 +104,5 @@ class APIKeyAdmin(admin.ModelAdmin):
             except EnvrouteError as exc:
                 self.message_user(request, str(exc), messages.ERROR)
                 continue
+            forget_key(key.pk)
             _show_once(request, "The new secret of", issued)

@@ -46,6 +46,17 @@ def get_key_manager() -> KeyManager:
     return KeyManager(router.store, router.settings)
 
 
+def forget_key(key_id: str) -> None:
+    """Drop this process's cached verdict for a key just revoked or rolled here.
+
+    Other processes notice within ``[auth] cache_ttl`` (the ``django://`` store pushes no
+    invalidations).
+    """
+    router = _router
+    if router is not None:
+        router.authenticator.api_keys.invalidate(key_id)
+
+
 def reset_router() -> None:
     """Forget the gateway, so the next request builds it from the current settings."""
     global _router

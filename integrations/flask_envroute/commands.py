@@ -53,6 +53,8 @@ def keys_command(ctx: click.Context) -> None:
     try:
         code = run_key_command(args.key_command, args, KeyManager(store, settings),
                                sys.stdout, sys.stderr)
+        if args.key_command in ("revoke", "roll"):  # this process stops trusting it at once
+            state.router.authenticator.api_keys.invalidate(args.id)
     except EnvrouteError as exc:
         click.echo(f"flask envroute: error: {exc}", err=True)
         ctx.exit(1)

@@ -50,6 +50,7 @@ def test_human_output_warns_that_the_secret_is_shown_once() -> None:
 
 def test_revoke_then_the_key_is_refused(client: Client) -> None:
     created = run_json("create", "--environment", "production")
+    assert client.get("/v1/charges", headers=bearer(created["key"])).status_code == 200
     revoked = run_json("revoke", created["id"])
     assert revoked["status"] == "revoked"
     response = client.get("/v1/charges", headers=bearer(created["key"]))
@@ -58,6 +59,7 @@ def test_revoke_then_the_key_is_refused(client: Client) -> None:
 
 def test_roll_issues_a_new_secret_and_retires_the_old(client: Client) -> None:
     created = run_json("create", "--environment", "production")
+    assert client.get("/v1/charges", headers=bearer(created["key"])).status_code == 200
     rolled = run_json("roll", created["id"])
     assert rolled["id"] == created["id"] and rolled["key"] != created["key"]
     assert client.get("/v1/charges", headers=bearer(rolled["key"])).status_code == 200

@@ -18,7 +18,7 @@ from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 from envroute import EnvrouteError, KeyManager, open_store
 from envroute.keycommands import add_key_commands, run_key_command
 
-from ...gateway import get_router
+from ...gateway import forget_key, get_router
 
 
 class _Plain:
@@ -56,6 +56,8 @@ class Command(BaseCommand):
                 run_key_command(options["key_command"], argparse.Namespace(**options),
                                 KeyManager(store, settings), cast(TextIO, _Plain(self.stdout)),
                                 cast(TextIO, _Plain(self.stderr)))
+                if options["key_command"] in ("revoke", "roll"):
+                    forget_key(options["id"])
             finally:
                 if store is not router.store:
                     store.close()
