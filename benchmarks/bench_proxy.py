@@ -1,0 +1,422 @@
+"""Benchmark envroute's proxy against the backend itself, a naive proxy and nginx.
+
+    .venv/bin/python benchmarks/bench_proxy.py [--duration 5] [--connections 8] [--mib 200]
+
+In one run, on loopback only, with the same load generator (wrk when installed, else a
+Python keep-alive client) for every path:
+
+* ``direct``   the backend (a tiny WSGI app under gunicorn gthread), no proxy;
+* ``envroute`` the gateway (``envroute.wsgi:app``, gunicorn gthread): key check, route,
+  pooled keep-alive proxy;
+* ``naive``    a WSGI proxy calling ``requests.request`` per request (a new session and
+  TCP connection each time), streaming both ways, same gunicorn settings;
+* ``nginx``    ``proxy_pass`` with an upstream keep-alive pool, buffering off (when nginx
+  is installed).
+
+Reported: requests/s and the ratios to ``naive`` and ``direct``; the proxy's CPU time per
+request (user+system of its processes, from /proc); streaming MB/s of a ``--mib`` MiB
+download and upload; and how far the proxy worker's peak RSS rose during each of them.
+Targets (reported, not asserted): envroute >= 1.5x naive's req/s, >= 0.8x nginx's
+streaming MB/s, memory flat (< 10 MiB growth).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+BIN = Path(sys.executable).parent
+MIB = 1 << 20
+PIECE = bytes(range(256)) * 1024  # 256 KiB
+HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
+              "trailer", "transfer-encoding", "upgrade", "host", "content-length"}
+SECRET = "bench-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
+
+
+# -- the apps gunicorn serves (imported from this file with --pythonpath) ------------------
+
+def backend_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    """``/download?N`` streams N MiB; ``/upload`` counts the body; anything else: hello."""
+    path = environ.get("PATH_INFO", "")
+    if path == "/download":
+        size = int(environ.get("QUERY_STRING") or 1) * MIB
+        start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                                  ("Content-Length", str(size))])
+        return (PIECE for _ in range(size // len(PIECE)))
+    if path == "/upload":
+        stream, total = environ["wsgi.input"], 0
+        while piece := stream.read(len(PIECE)):
+            total += len(piece)
+        body = f"{total}\n".encode()
+    else:
+        body = b"hello from the backend\n"
+    start_response("200 OK", [("Content-Type", "text/plain"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def naive_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    """The proxy one writes first: ``requests.request`` per request, streaming both ways."""
+    target = os.environ["BENCH_BACKEND"] + (environ.get("RAW_URI") or environ["PATH_INFO"])
+    headers = {key[5:].replace("_", "-").title(): value for key, value in environ.items()
+               if key.startswith("HTTP_") and key[5:].replace("_", "-").lower() not in HOP_BY_HOP}
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    stream = environ["wsgi.input"]
+    body: Iterator[bytes] | None = iter(lambda: stream.read(65536), b"") if length or \
+        "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "") else None
+    response = requests.request(environ["REQUEST_METHOD"], target, headers=headers, data=body,
+                                stream=True, allow_redirects=False, timeout=30)
+    start_response(f"{response.status_code} {response.reason}",
+                   [(k, v) for k, v in response.raw.headers.items()
+                    if k.lower() not in HOP_BY_HOP - {"content-length"}])
+    return response.raw.stream(65536, decode_content=False)
+
+
+# -- processes ----------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    workers: Callable[[], list[int]] = field(default=lambda: [])
+
+    def pids(self) -> list[int]:
+        return [self.process.pid, *self.workers()]
+
+
+def children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+@contextlib.contextmanager
+def serve(name: str, command: list[str], port: int, log: Path,
+          env: dict[str, str] | None = None) -> Iterator[Server]:
+    with log.open("ab") as out:
+        process = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=out,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    server = Server(name, port, process, lambda: children(process.pid))
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"{name} exited:\n{log.read_text()[-2000:]}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port),
+                                                                        timeout=0.2):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{name} did not listen on {port}")
+            time.sleep(0.05)
+        yield server
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def gunicorn(app: str, port: int, threads: int) -> list[str]:
+    return [str(BIN / "gunicorn"), app, "--pythonpath", str(HERE), "--bind",
+            f"127.0.0.1:{port}", "--workers", "1", "--worker-class", "gthread",
+            "--threads", str(threads), "--log-level", "warning", "--timeout", "120"]
+
+
+NGINX_CONF = """
+worker_processes 1;
+{user}
+pid {dir}/nginx.pid;
+error_log {dir}/nginx-error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy;
+  fastcgi_temp_path {dir}/f; uwsgi_temp_path {dir}/u; scgi_temp_path {dir}/s;
+  upstream backend {{ server 127.0.0.1:{backend}; keepalive 32; }}
+  server {{
+    listen 127.0.0.1:{port};
+    client_max_body_size 0;
+    location / {{
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+      proxy_buffer_size 64k;
+      proxy_buffers 8 64k;
+      proxy_busy_buffers_size 128k;
+      proxy_request_buffering off;
+    }}
+  }}
+}}
+"""
+
+
+# -- measuring ----------------------------------------------------------------------------
+
+def cpu_seconds(pids: Iterable[int]) -> float:
+    ticks = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def status_bytes(pid: int, name: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(name + ":"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def wrk(url: str, headers: dict[str, str], duration: float, connections: int) -> int:
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", url]
+    for name, value in headers.items():
+        command += ["-H", f"{name}: {value}"]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    total = re.search(r"(\d+) requests in", output)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    if errors:
+        raise RuntimeError(f"{url}: {errors.group(1)} failed responses")
+    assert total, output
+    return int(total.group(1))
+
+
+def python_load(url: str, headers: dict[str, str], duration: float, connections: int) -> int:
+    """Fallback load generator: ``connections`` threads, each one keep-alive connection."""
+    parts = urlsplit(url)
+    count, lock, stop = [0], threading.Lock(), time.monotonic() + duration
+
+    def worker() -> None:
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+        done = 0
+        while time.monotonic() < stop:
+            connection.request("GET", parts.path, headers=headers)
+            response = connection.getresponse()
+            response.read()
+            if response.status != 200:
+                raise RuntimeError(f"{url}: {response.status}")
+            done += 1
+        connection.close()
+        with lock:
+            count[0] += done
+
+    threads = [threading.Thread(target=worker) for _ in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return count[0]
+
+
+def transfer(url: str, headers: dict[str, str], mib: int, *, upload: bool) -> float:
+    """Seconds to download or upload (Content-Length) ``mib`` MiB through ``url``."""
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+    started = time.perf_counter()
+    if upload:
+        connection.putrequest("POST", "/upload")
+        for name, value in {**headers, "Content-Length": str(mib * MIB)}.items():
+            connection.putheader(name, value)
+        connection.endheaders()
+        for _ in range(mib * MIB // len(PIECE)):
+            connection.send(PIECE)
+        response = connection.getresponse()
+        assert int(response.read()) == mib * MIB
+    else:
+        connection.request("GET", f"/download?{mib}", headers=headers)
+        response = connection.getresponse()
+        size = 0
+        while piece := response.read(MIB):
+            size += len(piece)
+        assert size == mib * MIB, size
+    elapsed = time.perf_counter() - started
+    connection.close()
+    return elapsed
+
+
+def peak_growth(pids: list[int], action: Callable[[], float]) -> tuple[float, int]:
+    """``action()``'s result, and the largest rise of a process's peak RSS during it."""
+    before = {}
+    for pid in pids:
+        try:
+            Path(f"/proc/{pid}/clear_refs").write_text("5")
+            before[pid] = status_bytes(pid, "VmRSS")
+        except OSError:
+            before[pid] = status_bytes(pid, "VmHWM")
+    result = action()
+    return result, max(status_bytes(pid, "VmHWM") - before[pid] for pid in pids)
+
+
+@dataclass
+class Result:
+    name: str
+    rps: float = 0.0
+    cpu_us: float = 0.0
+    down_mbs: float = 0.0
+    up_mbs: float = 0.0
+    down_rss: int = 0
+    up_rss: int = 0
+
+
+def measure(server: Server, path_headers: dict[str, str], args: argparse.Namespace,
+            load: Callable[..., int], proxy_pids: Callable[[], list[int]]) -> Result:
+    url = f"http://127.0.0.1:{server.port}/hello"
+    result = Result(server.name)
+    load(url, path_headers, 1, args.connections)  # warm up: pools, caches, keys
+    cpu = cpu_seconds(proxy_pids())
+    requests_done = load(url, path_headers, args.duration, args.connections)
+    result.rps = requests_done / args.duration
+    result.cpu_us = (cpu_seconds(proxy_pids()) - cpu) / requests_done * 1e6
+    base = f"http://127.0.0.1:{server.port}"
+    transfer(base, path_headers, 4, upload=False)
+    transfer(base, path_headers, 4, upload=True)
+    seconds, result.down_rss = peak_growth(
+        proxy_pids(), lambda: transfer(base, path_headers, args.mib, upload=False))
+    result.down_mbs = args.mib * MIB / seconds / 1e6
+    seconds, result.up_rss = peak_growth(
+        proxy_pids(), lambda: transfer(base, path_headers, args.mib, upload=True))
+    result.up_mbs = args.mib * MIB / seconds / 1e6
+    return result
+
+
+def make_key(config: Path) -> str:
+    sys.path.insert(0, str(ROOT))
+    from envroute import KeyManager
+    from envroute.gateway import load_settings
+    from envroute.stores import open_store
+
+    settings = load_settings(config)
+    store = open_store(settings.store_url)
+    try:
+        return KeyManager(store, settings).create("sandbox").secret
+    finally:
+        store.close()
+
+
+def report(results: list[Result], args: argparse.Namespace, generator: str) -> None:
+    by = {r.name: r for r in results}
+    print(f"\nload: {generator}, {args.connections} connections, {args.duration:g} s per path; "
+          f"streaming: {args.mib} MiB; gunicorn gthread, 1 worker, {args.threads} threads")
+    print(f"{'path':<10}{'req/s':>9}{'vs naive':>10}{'vs direct':>10}{'proxy CPU':>12}"
+          f"{'down MB/s':>11}{'up MB/s':>9}{'RSS+ down':>11}{'RSS+ up':>9}")
+    for r in results:
+        naive = by.get("naive")
+        vs_naive = f"{r.rps / naive.rps:.2f}x" if naive and naive.rps else "-"
+        cpu = f"{r.cpu_us:.0f} µs" if r.name != "direct" else f"({r.cpu_us:.0f} µs)"
+        print(f"{r.name:<10}{r.rps:>9.0f}{vs_naive:>10}{r.rps / by['direct'].rps:>9.2f}x"
+              f"{cpu:>12}{r.down_mbs:>11.0f}{r.up_mbs:>9.0f}"
+              f"{r.down_rss / MIB:>9.1f}Mi{r.up_rss / MIB:>7.1f}Mi")
+    print("(proxy CPU: user+system time of the proxy's processes per request; for direct, the "
+          "backend's own)")
+    envroute, naive, nginx = by.get("envroute"), by.get("naive"), by.get("nginx")
+    if envroute and naive:
+        ratio = envroute.rps / naive.rps
+        print(f"target envroute >= 1.5x naive req/s:        {ratio:.2f}x  "
+              f"{'met' if ratio >= 1.5 else 'NOT met'}")
+    if envroute and nginx:
+        for label, ours, theirs in (("download", envroute.down_mbs, nginx.down_mbs),
+                                    ("upload", envroute.up_mbs, nginx.up_mbs)):
+            ratio = ours / theirs
+            print(f"target envroute >= 0.8x nginx {label} MB/s: {ratio:.2f}x  "
+                  f"{'met' if ratio >= 0.8 else 'NOT met'}")
+    if envroute:
+        growth = max(envroute.down_rss, envroute.up_rss) / MIB
+        print(f"target flat memory (< 10 MiB peak growth): {growth:.1f} MiB  "
+              f"{'met' if growth < 10 else 'NOT met'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds of load per path")
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=8, help="gunicorn threads per server")
+    parser.add_argument("--mib", type=int, default=200, help="streamed body size")
+    parser.add_argument("--no-nginx", action="store_true")
+    args = parser.parse_args()
+    load = wrk if shutil.which("wrk") else python_load
+    generator = "wrk" if load is wrk else "python keep-alive client (wrk not installed)"
+    nginx = None if args.no_nginx else shutil.which("nginx")
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="bench-proxy-") as tmp, contextlib.ExitStack() as stack:
+        work = Path(tmp)
+        backend_port = free_port()
+        backend = stack.enter_context(serve(
+            "direct", gunicorn("bench_proxy:backend_app", backend_port, args.threads),
+            backend_port, work / "backend.log"))
+        backend_url = f"http://127.0.0.1:{backend_port}"
+        config = work / "envroute.toml"
+        config.write_text(f'secret = "{SECRET}"\n[store]\nurl = "sqlite:///{work}/keys.db"\n'
+                          f'[backends.api]\nurl = "{backend_url}"\n'
+                          f'pool_size = {args.threads}\n')
+        key = make_key(config)
+        auth = {"Authorization": f"Bearer {key}"}
+
+        def workers(server: Server) -> Callable[[], list[int]]:
+            return lambda: children(server.process.pid)
+
+        print("measuring direct ...", flush=True)
+        results.append(measure(backend, {}, args, load, workers(backend)))
+
+        port = free_port()
+        with serve("envroute", gunicorn("envroute.wsgi:app", port, args.threads), port,
+                   work / "envroute.log", {"ENVROUTE_CONFIG": str(config),
+                                           "PYTHONPATH": str(ROOT)}) as server:
+            print("measuring envroute ...", flush=True)
+            results.append(measure(server, auth, args, load, workers(server)))
+
+        port = free_port()
+        with serve("naive", gunicorn("bench_proxy:naive_app", port, args.threads), port,
+                   work / "naive.log", {"BENCH_BACKEND": backend_url}) as server:
+            print("measuring naive ...", flush=True)
+            results.append(measure(server, {}, args, load, workers(server)))
+
+        if nginx:
+            port = free_port()
+            user = "user root root;" if os.geteuid() == 0 else ""
+            (work / "nginx.conf").write_text(NGINX_CONF.format(
+                dir=work, backend=backend_port, port=port, user=user))
+            with serve("nginx", [nginx, "-p", str(work), "-c", str(work / "nginx.conf"),
+                                 "-g", "daemon off;"], port, work / "nginx.log") as server:
+                print("measuring nginx ...", flush=True)
+                results.append(measure(server, {}, args, load,
+                                       lambda: [server.process.pid, *server.workers()]))
+        else:
+            print("nginx not installed (apt-get install nginx): skipped", flush=True)
+    report(results, args, generator)
+
+
+if __name__ == "__main__":
+    main()
