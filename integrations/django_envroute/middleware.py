@@ -24,9 +24,10 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 
-from envroute import BackendUnavailable, EnvRouter, Problem
+from envroute import BackendUnavailable, ConfigError, EnvRouter, Problem
 from envroute.gateway import (
     BACKEND_KEY,
     IDEMPOTENT_METHODS,
@@ -56,6 +57,11 @@ class EnvRouteMiddleware:
 
     def __init__(self, get_response: GetResponse) -> None:
         self.get_response = get_response
+        try:  # Django builds middleware at start-up: a broken config stops the server there
+            get_router()
+        except ConfigError as exc:
+            raise ImproperlyConfigured(f"settings.ENVROUTE: {exc.key or '-'}: {exc.reason}"
+                                       ) from exc
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
         environ: WSGIEnvironment = getattr(request, "environ", request.META)

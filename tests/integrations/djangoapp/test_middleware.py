@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from django.test import Client, override_settings
 from django_envroute.gateway import get_key_manager
@@ -209,6 +210,12 @@ def test_access_log_names_the_key_never_the_secret(client: Client, make_key: Mak
     assert issued.record.id in lines[0] and " 200 " in lines[0]
     assert " 401 " in lines[1]
     assert all(issued.secret not in line for line in lines)
+
+
+def test_a_broken_config_stops_the_server_at_start_up() -> None:
+    with override_settings(ENVROUTE={**_config(), "secret": "short"}), \
+            pytest.raises(ImproperlyConfigured, match="secret: must be at least 32"):
+        Client().get("/health")
 
 
 def _config() -> dict[str, Any]:
