@@ -88,7 +88,7 @@ class ApiKeyVerifier:
 
     def __init__(self, store: KeyStore, settings: Settings) -> None:
         self.store = store
-        self.secret_key = settings.secret_key
+        self.hash_key = keys.KeyHasher(settings.secret_key)
         self.ttl = settings.auth.cache_ttl
         self.prefixes: dict[str, tuple[EnvironmentSettings, bool]] = {}
         for env in settings.environments.values():
@@ -98,30 +98,32 @@ class ApiKeyVerifier:
         self._cache: dict[bytes, _Verdict] = {}
 
     def verify(self, key: str) -> Identity:
-        parsed = keys.parse(key)
-        if parsed is None:
-            raise Problem("invalid_key", "the API key is malformed or mistyped "
-                          "(its checksum does not match)")
-        expected = self.prefixes.get(parsed.prefix)
-        if expected is None:
-            raise Problem("invalid_key", f"no environment uses the prefix {parsed.prefix}")
-        digest = keys.hash_key(self.secret_key, key)
+        """The identity for ``key``, or a :class:`Problem` saying why not.
+
+        The hot path is one HMAC and one dict look-up: a verdict is cached under the keyed
+        hash, and since the hash fixes the key, everything that depends only on the key
+        (format, checksum, prefix, environment) is decided once, on the miss, before the
+        store is asked. Only the expiry is re-checked on every hit.
+        """
+        digest = self.hash_key(key)
         verdict = self._cache.get(digest)
         if verdict is None or verdict.cached_until <= time.monotonic():
-            verdict = self._load(digest, parsed)
+            verdict = self._load(key, digest)
         identity = verdict.identity
         if identity is None:
             raise Problem(verdict.code, verdict.detail)
-        if time.time() >= verdict.valid_until:
-            raise Problem("expired_key", f"the API key {parsed.display} has expired")
-        env, restricted = expected
-        if identity.environment != env.name or restricted != bool(identity.scopes):
-            raise Problem("invalid_key", f"the API key {parsed.display} does not belong to "
-                          f"the environment its prefix names")
+        if verdict.valid_until <= time.time():
+            raise Problem("expired_key", f"the API key {identity.display} has expired")
         self.usage.record(identity.key_id)
         return identity
 
-    def _load(self, digest: bytes, parsed: keys.ParsedKey) -> _Verdict:
+    def _load(self, key: str, digest: bytes) -> _Verdict:
+        parsed = keys.parse(key)
+        if parsed is None:  # a typo or a made-up key never reaches the store
+            raise Problem("invalid_key", "the API key is malformed or mistyped "
+                          "(its checksum does not match)")
+        if parsed.prefix not in self.prefixes:
+            raise Problem("invalid_key", f"no environment uses the prefix {parsed.prefix}")
         match = self.store.lookup(digest)  # StoreUnavailable goes up: 503, never a route
         verdict = self._verdict(match, digest, parsed)
         if len(self._cache) >= CACHE_MAX_ENTRIES:
@@ -136,6 +138,10 @@ class ApiKeyVerifier:
             return _Verdict(until, None, 0, "invalid_key",
                             f"the API key {parsed.display} does not exist")
         record = match.record
+        env, restricted = self.prefixes[parsed.prefix]
+        if record.environment != env.name or restricted != bool(record.scopes):
+            return _Verdict(until, None, 0, "invalid_key", f"the API key {parsed.display} "
+                            "does not belong to the environment its prefix names")
         if record.revoked_at is not None:
             return _Verdict(until, None, 0, "revoked_key",
                             f"the API key {parsed.display} has been revoked")

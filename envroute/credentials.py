@@ -11,8 +11,7 @@ from __future__ import annotations
 import binascii
 import re
 from base64 import b64decode
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 from urllib.parse import parse_qsl, urlencode
 
 from .problems import Problem
@@ -25,14 +24,17 @@ Where = Literal["bearer", "basic", "header", "query"]
 _JWT_SHAPE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$")
 
 
-@dataclass(frozen=True, slots=True)
-class Credential:
+class Credential(NamedTuple):
+    """The credential as sent, and where it was found (a tuple: built on every request)."""
+
     value: str
     where: Where
 
     @property
     def is_jwt(self) -> bool:
-        return self.where == "bearer" and _JWT_SHAPE.match(self.value) is not None
+        value = self.value
+        return (self.where == "bearer" and value.count(".") == 2
+                and _JWT_SHAPE.match(value) is not None)
 
 
 class CredentialReader:

@@ -95,6 +95,27 @@ def hash_key(secret_key: bytes, key: str) -> bytes:
     return hmac.digest(secret_key, key.encode(), "sha256")
 
 
+class KeyHasher:
+    """:func:`hash_key` for the hot path: keyed once, then copied per key.
+
+    ``hmac.digest()`` releases the GIL around OpenSSL for every call, and under a threaded
+    server taking it back queues the request behind other threads (measured: a fifth of
+    gunicorn gthread's throughput). Copying a pre-keyed HMAC and feeding it a short key
+    keeps the GIL (CPython releases it only for inputs of 2 KiB or more) and skips the
+    key schedule.
+    """
+
+    __slots__ = ("_keyed",)
+
+    def __init__(self, secret_key: bytes) -> None:
+        self._keyed = hmac.new(secret_key, digestmod="sha256")
+
+    def __call__(self, key: str) -> bytes:
+        mac = self._keyed.copy()
+        mac.update(key.encode())
+        return mac.digest()
+
+
 def redact(key: str) -> str:
     """A credential as it may appear in a log line or an error: never more than prefix+last4."""
     prefix = split_prefix(key)

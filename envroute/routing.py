@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .identity import Identity
 from .problems import Problem
@@ -29,8 +29,7 @@ def matches(when: When, identity: Identity) -> bool:
     return True
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """Where a request goes: the route that matched and the backends to try, in order."""
 
     route: RouteSettings
@@ -64,17 +63,16 @@ class Router:
     def __init__(self, routes: tuple[RouteSettings, ...]) -> None:
         self.routes = routes
         self._splits: Mapping[int, _Split] = {r.index: _Split(r) for r in routes if r.split}
+        #: the decision of every route that does not depend on the key: built once
+        self._fixed: Mapping[int, Decision] = {
+            r.index: Decision(r, r.backend_names) for r in routes if not r.split}
 
     def route(self, identity: Identity) -> Decision:
         for route in self.routes:
             if matches(route.when, identity):
-                return Decision(route, self._backends(route, identity))
+                fixed = self._fixed.get(route.index)
+                if fixed is not None:
+                    return fixed
+                return Decision(route, (self._splits[route.index].choose(identity.key_id),))
         raise Problem("no_route", f"no route accepts keys of environment "
                       f"{identity.environment!r} with this key's metadata")
-
-    def _backends(self, route: RouteSettings, identity: Identity) -> tuple[str, ...]:
-        if route.backend:
-            return (route.backend,)
-        if route.split:
-            return (self._splits[route.index].choose(identity.key_id),)
-        return route.failover

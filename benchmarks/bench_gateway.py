@@ -1,0 +1,192 @@
+"""What envroute costs per request: a bare WSGI app against the same app behind EnvRouter.
+
+Run: ``python benchmarks/bench_gateway.py`` (``--quick`` for a short run). In one run it
+measures, with a verified key on a cache hit:
+
+1. in process: µs per call of the bare app and of the gateway, and the overhead;
+2. under gunicorn (gthread, the same workers and threads for both): req/s with wrk
+   (``apt-get install wrk``) or, without it, a Python keep-alive load generator.
+
+It prints ratios; the targets (≤ 10 µs of overhead per verified request, ≥ 0.95 of the
+bare app's req/s under gunicorn) are reported, never asserted. Only loopback is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+
+from apps import bare_app  # noqa: E402
+
+from envroute import EnvRouter, KeyManager  # noqa: E402
+from tests.support.processes import BIN, free_port, gunicorn_command, running  # noqa: E402
+
+SECRET = "benchmark-secret-0123456789abcdefghijklmnop"
+
+
+def write_config(directory: Path) -> Path:
+    path = directory / "envroute.toml"
+    path.write_text(f'secret = "{SECRET}"\n[store]\nurl = "sqlite:///{directory}/bench.db"\n'
+                    '[auth]\ncache_ttl = "60s"\n')
+    return path
+
+
+def in_process(config: Path, iterations: int) -> dict[str, float]:
+    gateway = EnvRouter(bare_app, config)
+    key = KeyManager(gateway.store, gateway.settings).create("sandbox").secret
+    base = {"REQUEST_METHOD": "GET", "PATH_INFO": "/v1/charges", "QUERY_STRING": "",
+            "SERVER_NAME": "bench", "SERVER_PORT": "80", "wsgi.url_scheme": "http",
+            "HTTP_HOST": "bench", "HTTP_ACCEPT": "*/*", "HTTP_USER_AGENT": "bench/1",
+            "HTTP_AUTHORIZATION": f"Bearer {key}"}
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc: Any = None) -> None:
+        return None
+
+    def measure(app: Any) -> float:
+        samples = []
+        for _ in range(5):
+            began = time.perf_counter()
+            for _ in range(iterations):
+                for _chunk in app(base.copy(), start_response):
+                    pass
+            samples.append((time.perf_counter() - began) / iterations * 1e6)
+        return min(samples)
+
+    measure(gateway)  # warm the cache
+    bare, gated = measure(bare_app), measure(gateway)
+    gateway.store.close()
+    return {"bare_us": bare, "gateway_us": gated, "overhead_us": gated - bare}
+
+
+#: With two or more cores the server gets one and the load generator another, so they do
+#: not steal each other's CPU and the ratio measures the gateway, not the scheduler.
+PINNED = (os.cpu_count() or 1) >= 2
+SERVER_CPUS, LOAD_CPUS = ["taskset", "-c", "1"], ["taskset", "-c", "0"]
+
+
+def pinned(command: list[str], cpus: list[str]) -> list[str]:
+    return cpus + command if PINNED and shutil.which("taskset") else command
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its children (gunicorn's workers), from /proc."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for path in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = path.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(path.parent.name) == pid or int(fields[1]) == pid:  # fields[1] is the ppid
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def wrk(url: str, key: str, seconds: int, connections: int) -> float:
+    output = subprocess.run(
+        pinned(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-H", f"X-API-Key: {key}",
+                url], LOAD_CPUS),
+        capture_output=True, text=True, check=True).stdout
+    match = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    assert match, output
+    return float(match.group(1))
+
+
+def python_load(url: str, key: str, seconds: int, connections: int) -> float:
+    host, port = url.split("//")[1].split("/")[0].split(":")
+    count = [0] * connections
+    stop = time.monotonic() + seconds
+
+    def worker(n: int) -> None:
+        conn = http.client.HTTPConnection(host, int(port), timeout=10)
+        while time.monotonic() < stop:
+            conn.request("GET", "/v1/charges", headers={"X-API-Key": key})
+            conn.getresponse().read()
+            count[n] += 1
+        conn.close()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(count) / seconds
+
+
+def under_gunicorn(config: Path, seconds: int, rounds: int) -> dict[str, Any]:
+    gateway = EnvRouter(bare_app, config)
+    key = KeyManager(gateway.store, gateway.settings).create("sandbox").secret
+    gateway.store.close()
+    load = wrk if shutil.which("wrk") else python_load
+    env = {"BENCH_CONFIG": str(config),
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "benchmarks"), str(ROOT)])}
+    results: dict[str, list[float]] = {"bare": [], "gateway": []}
+    cpu: dict[str, list[float]] = {"bare": [], "gateway": []}
+    for _ in range(rounds):  # alternate, so drift on a shared machine hits both alike
+        for name, app in (("bare", "apps:bare_app"), ("gateway", "apps:gateway_app")):
+            port = free_port()
+            command = pinned(gunicorn_command(app, port, workers=1, threads=4,
+                                              worker_class="gthread"), SERVER_CPUS)
+            with running(command, port=port, env=env) as server:
+                url = f"http://127.0.0.1:{port}/v1/charges"
+                load(url, key, 1, 16)  # warm-up
+                before = cpu_seconds(server.pid)
+                rps = load(url, key, seconds, 16)
+                used = cpu_seconds(server.pid) - before
+                results[name].append(rps)
+                cpu[name].append(used / (rps * seconds) * 1e6)
+    bare, gated = (statistics.median(results[n]) for n in ("bare", "gateway"))
+    bare_cpu, gated_cpu = (statistics.median(cpu[n]) for n in ("bare", "gateway"))
+    return {"load_generator": load.__name__, "pinned": PINNED, "bare_rps": bare,
+            "gateway_rps": gated, "ratio": gated / bare, "bare_cpu_us": bare_cpu,
+            "gateway_cpu_us": gated_cpu, "cpu_overhead_us": gated_cpu - bare_cpu}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a short run (CI smoke test)")
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    args = parser.parse_args()
+    if not (BIN / "gunicorn").exists():
+        sys.exit("gunicorn is needed: pip install 'envroute[all]'")
+    with tempfile.TemporaryDirectory() as scratch:
+        config = write_config(Path(scratch))
+        local = in_process(config, 2_000 if args.quick else 50_000)
+        served = under_gunicorn(config, 2 if args.quick else 5, 1 if args.quick else 5)
+    report = {"in_process": local, "gunicorn": served}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    print("envroute gateway benchmark (verified key, cache hit)")
+    print(f"  in process:  bare {local['bare_us']:.2f} µs/request, behind EnvRouter "
+          f"{local['gateway_us']:.2f} µs/request")
+    print(f"               overhead {local['overhead_us']:.2f} µs/request "
+          f"(target ≤ 10 µs: {'met' if local['overhead_us'] <= 10 else 'MISSED'})")
+    pinning = "server and load on separate cores" if served["pinned"] else "unpinned"
+    print(f"  gunicorn gthread, 1 worker x 4 threads, {served['load_generator']}, {pinning}:")
+    print(f"               bare {served['bare_rps']:.0f} req/s, behind EnvRouter "
+          f"{served['gateway_rps']:.0f} req/s")
+    print(f"               server CPU {served['bare_cpu_us']:.1f} -> "
+          f"{served['gateway_cpu_us']:.1f} µs/request "
+          f"(+{served['cpu_overhead_us']:.1f} µs)")
+    print(f"               ratio {served['ratio']:.3f} "
+          f"(target ≥ 0.95: {'met' if served['ratio'] >= 0.95 else 'MISSED'})")
+
+
+if __name__ == "__main__":
+    main()
