@@ -93,10 +93,11 @@ def run_demo(host: str = "127.0.0.1", port: int = 8080) -> int:
             logging.getLogger("werkzeug").setLevel(logging.WARNING)
             previous = signal.signal(signal.SIGTERM, _raise_interrupt)
             try:
-                server.serve_forever()
+                server.serve_forever()  # returns on Ctrl-C: werkzeug catches the interrupt
             except KeyboardInterrupt:
-                print("\nenvroute demo: stopped.", flush=True)
+                pass
             finally:
+                print("\nenvroute demo: stopped.", flush=True)
                 signal.signal(signal.SIGTERM, previous)
                 server.server_close()
                 router.store.close()
