@@ -29,8 +29,13 @@ def backend(gateway: EnvRouter, name: str) -> ProxyBackend:
 def test_unreachable_backends_are_problems(client: Client, keys: dict[str, str],
                                            primary: Upstream, route: str,
                                            headers: dict[str, str], status: int,
-                                           code: str) -> None:
-    response = client.get("/v1/x?secret_param=1", headers=auth(keys[route], **headers))
+                                           code: str, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO):
+        response = client.get("/v1/x?token=tok_private", headers=auth(keys[route], **headers))
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert f"backend {route} " in logged  # the failure is logged, naming the backend...
+    assert "tok_private" not in logged  # ...but not the request's query string
+    assert keys[route] not in logged
     assert response.status_code == status
     assert response.content_type == "application/problem+json"
     problem = response.get_json()

@@ -14,7 +14,7 @@ import responses
 from werkzeug.test import EnvironBuilder
 
 from envroute import ConfigError, Identity, verify_signature
-from envroute.proxy import ProxyBackend, upstream_path, upstream_query
+from envroute.proxy import DEFAULT_POOL_SIZE, ProxyBackend, upstream_path, upstream_query
 from envroute.settings import BackendSettings
 
 
@@ -194,3 +194,20 @@ def test_no_identity_headers_without_an_identity_and_no_signature_without_a_secr
     assert not [name for name in first if name.lower().startswith("envroute-")]
     assert second["Envroute-Key-Id"] == "key_1"
     assert "Envroute-Signature" not in second
+
+
+@pytest.mark.parametrize(("pool_size", "expected"), [
+    pytest.param(0, DEFAULT_POOL_SIZE, id="default"),
+    pytest.param(5, 5, id="configured"),
+])
+def test_one_pool_per_process_sized_from_pool_size(pool_size: int, expected: int,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    proxy = backend(pool_size=pool_size)
+    first = proxy._connection()
+    assert proxy._connection() is first  # reused across requests
+    assert first._pool_maxsize == expected  # type: ignore[attr-defined]
+    monkeypatch.setattr("envroute.proxy.os.getpid", lambda: -1)  # as in a forked worker
+    forked = proxy._connection()
+    assert forked is not first
+    assert proxy._connection() is forked
+    proxy.close()
