@@ -348,13 +348,23 @@ class ProxyBackend:
             f"#{parts.fragment}" if parts.fragment else "")
 
     def _translate(self, exc: Exception, *, retryable: bool) -> Exception:
-        """requests' adapters.py style: one envroute error for every lower-level one."""
+        """requests' adapters.py style: one envroute error for every lower-level one.
+
+        Messages name the upstream's host and port (for the operator's log) and never the
+        request's path or query string, which requests' own messages repeat.
+        """
+        where = self.origin.partition("://")[2]
         if isinstance(exc, requests.Timeout | urllib3.exceptions.TimeoutError | TimeoutError):
-            phase = "connecting" if isinstance(exc, requests.ConnectTimeout) else "waiting"
-            return BackendTimeout(f"{self.name}: timed out {phase} ({_reason(exc)})",
-                                  backend=self.name)
-        return BackendUnavailable(f"{self.name}: {_reason(exc)}", backend=self.name,
-                                  retryable=retryable)
+            if isinstance(exc, requests.ConnectTimeout):
+                message = f"timed out connecting to {where} (after {self.timeout[0]:g} s)"
+            else:
+                message = f"{where} sent nothing for {self.timeout[1]:g} s"
+            return BackendTimeout(message, backend=self.name)
+        if any(isinstance(e, urllib3.exceptions.NewConnectionError) for e in _chain(exc)):
+            message = f"cannot connect to {where}: {_reason(exc)}"
+        else:
+            message = f"connection to {where} failed: {_reason(exc)}"
+        return BackendUnavailable(message, backend=self.name, retryable=retryable)
 
     # -- envroute check ---------------------------------------------------------------
 
@@ -378,8 +388,7 @@ class ProxyBackend:
         elapsed = (time.perf_counter() - started) * 1000
         with response:
             status = f"{response.status_code} {response.reason or _phrase(response.status_code)}"
-        return f"{self.name}: {self.origin}{self.base_path or '/'} answered {status} " \
-               f"in {elapsed:.0f} ms"
+        return f"{self.origin}{self.base_path or '/'} answered {status} in {elapsed:.0f} ms"
 
 
 class _ProxyAdapter(HTTPAdapter):
@@ -484,7 +493,7 @@ class _ResponseBody:
             logger.warning("backend %s broke off its response after %d bytes (%s); "
                            "closing the connection to the caller", self._backend,
                            self._sent, _reason(exc))
-            raise BackendUnavailable(f"{self._backend}: response broke off ({_reason(exc)})",
+            raise BackendUnavailable(f"response broke off ({_reason(exc)})",
                                      backend=self._backend, retryable=False) from None
 
     def close(self) -> None:
@@ -511,24 +520,27 @@ def _phrase(status: int) -> str:
         return "Unknown"
 
 
-def _reason(exc: BaseException) -> str:
-    """A short, secret-free reason: the innermost OS error, else the exception's type.
-
-    requests' messages repeat the request's URL (and so its query string); this does not.
-    """
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it wraps: urllib3's ``reason``, requests' ``args``, causes."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
+        yield current
+        reason = getattr(current, "reason", None)
+        nested = reason if isinstance(reason, BaseException) else None
+        if nested is None:
+            nested = next((a for a in current.args if isinstance(a, BaseException)), None)
+        current = nested or current.__cause__ or current.__context__
+
+
+def _reason(exc: BaseException) -> str:
+    """A short, secret-free reason: the innermost OS error, else the exception's type."""
+    for current in _chain(exc):
         if isinstance(current, OSError) and current.strerror:
             return current.strerror
         if isinstance(current, http.client.IncompleteRead):
             return "connection closed before the end of the body"
         if isinstance(current, http.client.RemoteDisconnected):
             return "connection closed without a response"
-        reason = getattr(current, "reason", None)
-        nested = reason if isinstance(reason, BaseException) else None
-        if nested is None:
-            nested = next((a for a in current.args if isinstance(a, BaseException)), None)
-        current = nested or current.__cause__ or current.__context__
     return type(exc).__name__

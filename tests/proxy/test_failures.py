@@ -128,7 +128,7 @@ def test_a_body_shorter_than_its_content_length_is_never_replayed(
 def test_check_describes_a_reachable_backend(gateway: EnvRouter, primary: Upstream) -> None:
     line = backend(gateway, "based").check()
     assert line == line.strip() and "\n" not in line
-    assert line.startswith(f"based: http://127.0.0.1:{primary.port}/base answered 200 OK")
+    assert line.startswith(f"http://127.0.0.1:{primary.port}/base answered 200 OK")
     assert primary.stats()["log"] == [["HEAD", "/base"]]
 
 
