@@ -193,11 +193,12 @@ def _check(args: argparse.Namespace) -> int:
 
 def _explain(args: argparse.Namespace) -> int:
     from .gateway import as_problem
+    from .policies import DRY_RUN_KEY
 
     router = _router(args, placeholder=True)
     path, _, query = args.path.partition("?")
     environ = {"REQUEST_METHOD": args.method.upper(), "PATH_INFO": path,
-               "QUERY_STRING": query, "SCRIPT_NAME": "", "envroute.explain": True,
+               "QUERY_STRING": query, "SCRIPT_NAME": "", DRY_RUN_KEY: True,
                "HTTP_AUTHORIZATION": f"Bearer {args.key}"}
     try:
         admission = router.admit(environ)

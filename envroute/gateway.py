@@ -220,7 +220,8 @@ def as_problem(exc: BaseException, request_id: str = "-") -> Problem:
         return exc
     if isinstance(exc, StoreUnavailable):
         logger.error("store unavailable: %s", exc)
-        return Problem("store_unavailable", "the key store cannot be reached; retry shortly")
+        return Problem("store_unavailable", "a store the gateway depends on (keys, rate "
+                       "limits or token keys) cannot be reached; retry shortly")
     if isinstance(exc, BackendTimeout):
         logger.error("backend %s timed out: %s", exc.backend or "-", exc)
         return Problem("backend_timeout", "the backend did not answer in time")

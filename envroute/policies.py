@@ -17,6 +17,9 @@ from .identity import Identity
 from .settings import Settings
 from .typing import HeaderList, WSGIEnvironment
 
+#: Set in the environ by ``envroute explain``: policies decide without counting anything.
+DRY_RUN_KEY = "envroute.explain"
+
 
 class Policy(Protocol):
     def check(self, identity: Identity, environ: WSGIEnvironment) -> HeaderList:

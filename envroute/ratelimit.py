@@ -34,6 +34,7 @@ from urllib.parse import quote
 
 from .errors import ConfigError, StoreUnavailable
 from .identity import Identity
+from .policies import DRY_RUN_KEY
 from .problems import Problem
 from .routing import matches
 from .settings import RateLimitRule, RateLimitSettings
@@ -134,7 +135,7 @@ class RateLimitPolicy:
         from limits.errors import StorageError
 
         try:
-            return self._hit(applicable)
+            return self._hit(applicable, dry_run=bool(environ.get(DRY_RUN_KEY)))
         except StorageError as exc:
             if self.settings.on_storage_error == "allow":
                 logger.warning("rate-limit storage unavailable, allowing the request: %s",
@@ -143,14 +144,16 @@ class RateLimitPolicy:
             raise StoreUnavailable(
                 f"rate-limit storage unavailable: {exc.storage_error}") from exc
 
-    def _hit(self, applicable: list[tuple[_Rule, str]]) -> HeaderList:
+    def _hit(self, applicable: list[tuple[_Rule, str]], *, dry_run: bool = False) -> HeaderList:
+        """Count the request against every applicable limit (only test them on a dry run)."""
         limiter = self.limiter()
         closest: tuple[int, float, int] | None = None  # remaining, reset, limit
         for rule, subject in applicable:
             identifiers = (NAMESPACE, f"rule{rule.settings.index}", rule.settings.per,
                            quote(subject, safe=""))
             for item in rule.items:
-                if not limiter.hit(item, *identifiers):
+                allowed = (limiter.test if dry_run else limiter.hit)(item, *identifiers)
+                if not allowed:
                     stats = limiter.get_window_stats(item, *identifiers)
                     reset = _seconds_until(stats.reset_time)
                     headers = _headers(item.amount, 0, reset)
