@@ -12,10 +12,13 @@ never once per request.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import hmac
 import logging
 import threading
 import time
+import weakref
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -40,7 +43,11 @@ class TokenVerifier(Protocol):
 
 
 class UsageRecorder:
-    """Collects ``last_used_at`` per key and writes it every few seconds, in one batch."""
+    """Collects ``last_used_at`` per key and writes it every few seconds, in one batch.
+
+    What is pending when the process exits (a gunicorn worker recycled or stopped) is
+    written at exit, so a stop loses no usage.
+    """
 
     def __init__(self, store: KeyStore, interval: float = USAGE_FLUSH_SECONDS) -> None:
         self.store = store
@@ -48,6 +55,7 @@ class UsageRecorder:
         self._pending: dict[str, float] = {}
         self._next_flush = time.monotonic() + interval
         self._lock = threading.Lock()
+        _recorders.add(self)
 
     def record(self, key_id: str) -> None:
         self._pending[key_id] = time.time()
@@ -67,6 +75,16 @@ class UsageRecorder:
                 {k: datetime.fromtimestamp(t, UTC) for k, t in pending.items()})
         except EnvrouteError as exc:  # usage is best-effort; never fail a request for it
             logger.warning("could not record key usage: %s", exc)
+
+
+_recorders: weakref.WeakSet[UsageRecorder] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    for recorder in list(_recorders):
+        with contextlib.suppress(Exception):  # the interpreter is going away: best effort
+            recorder.flush()
 
 
 class _Verdict:

@@ -135,3 +135,26 @@ def test_unusable_sqlite_urls_are_config_errors(url: str) -> None:
 
     with pytest.raises(ConfigError, match=r"store\.url"):
         SQLiteStore(url)
+
+
+ONE_REQUEST = """
+import sys
+from werkzeug.test import Client
+from envroute import EnvRouter, KeyManager
+def app(environ, start_response):
+    start_response("200 OK", [])
+    return [b""]
+router = EnvRouter(app, {"secret": "s" * 40, "store": {"url": sys.argv[1]}})
+key = KeyManager(router.store, router.settings).create("sandbox")
+assert Client(router).get("/", headers={"X-API-Key": key.secret}).status_code == 200
+print(key.record.id)
+"""
+
+
+def test_usage_pending_at_exit_is_written(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'usage.db'}"
+    key_id = subprocess.run([sys.executable, "-c", ONE_REQUEST, url], capture_output=True,
+                            text=True, check=True, timeout=60).stdout.strip()
+    store = SQLiteStore(url)
+    assert store.get(key_id).last_used_at is not None  # well before the 10 s batch interval
+    store.close()
