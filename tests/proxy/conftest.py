@@ -24,7 +24,7 @@ from werkzeug.test import Client
 
 from envroute import EnvRouter, KeyManager
 from tests.support.apps import SECRET
-from tests.support.processes import BIN, free_port, gunicorn_command, running
+from tests.support.processes import free_port, gunicorn_command, running
 
 UPSTREAM = Path(__file__).with_name("upstream.py")
 SIGNING_SECRET = "signing-secret-for-the-proxy-tests"
@@ -217,7 +217,6 @@ def gunicorn_gateway(config_path: Path, keys: dict[str, str]) -> Iterator[Gatewa
     log = config_path.with_name("gunicorn.log")
     command = gunicorn_command("envroute.wsgi:app", port, workers=1, threads=4,
                                worker_class="gthread")
-    command[0] = str(BIN / "gunicorn")
     with logged(command, port=port, log=log, env={"ENVROUTE_CONFIG": str(config_path)},
                 cwd=config_path.parent) as process:
         yield Gateway(port, process.pid, log)
