@@ -19,8 +19,8 @@ import logging
 import os
 import random
 import time
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple, TypeVar
 
 from .auth import Authenticator, build_authenticator
 from .backends import build_backends
@@ -51,6 +51,7 @@ REQUEST_ID_KEY = "envroute.request_id"
 _ENVROUTE_HEADER = "HTTP_ENVROUTE_"
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 
+T = TypeVar("T")
 ConfigSource = Settings | Mapping[str, Any] | str | os.PathLike[str] | None
 
 
@@ -165,19 +166,12 @@ class EnvRouter:
             status_holder[:] = [status]
             return start_response(status, response_headers, exc_info)
 
-        method = environ.get("REQUEST_METHOD", "GET")
-        names = admission.decision.backends
-        for attempt, name in enumerate(names):
+        def call(name: str) -> Iterable[bytes]:
             environ[BACKEND_KEY] = name
-            try:
-                result = self.backends[name](environ, start)
-                break
-            except BackendUnavailable as exc:
-                last = attempt == len(names) - 1
-                if last or not exc.retryable or method not in IDEMPOTENT_METHODS:
-                    raise
-                logger.warning("backend %s unavailable (%s); failing over to %s",
-                               name, exc, names[attempt + 1])
+            return self.backends[name](environ, start)
+
+        result = try_backends(admission.decision.backends,
+                              environ.get("REQUEST_METHOD", "GET"), call)
         if not access_log.isEnabledFor(logging.INFO):
             return result
         return _LoggedResponse(result, lambda: self.log(
@@ -212,6 +206,24 @@ class Admission(NamedTuple):
     identity: Identity
     decision: Decision
     headers: HeaderList
+
+
+def try_backends(names: Sequence[str], method: str, call: Callable[[str], T]) -> T:
+    """``call(name)`` for each backend in turn, moving on only when failover is safe.
+
+    The next backend is tried only after :class:`BackendUnavailable` that is retryable
+    (nothing of the request body was sent) and only for idempotent methods: a POST is
+    never sent twice. Framework integrations use this too, so failover has one rule.
+    """
+    for attempt, name in enumerate(names):
+        try:
+            return call(name)
+        except BackendUnavailable as exc:
+            if attempt == len(names) - 1 or not exc.retryable or method not in IDEMPOTENT_METHODS:
+                raise
+            logger.warning("backend %s unavailable (%s); failing over to %s",
+                           name, exc, names[attempt + 1])
+    raise ValueError("a route names at least one backend")
 
 
 def as_problem(exc: BaseException, request_id: str = "-") -> Problem:
