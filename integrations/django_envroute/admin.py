@@ -9,7 +9,7 @@ which keeps the record for audit. Revocation and rolls go through
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
@@ -22,6 +22,15 @@ from .forms import ChangeKeyForm, CreateKeyForm
 from .gateway import forget_key, get_key_manager
 from .models import APIKey
 
+# ModelAdmin is generic only in django-stubs; it cannot be subscripted at run time.
+if TYPE_CHECKING:
+    # What get_fields() returns: field names, or groups of them shown on one line.
+    from django.contrib.admin.options import _FieldGroups
+
+    _APIKeyModelAdmin = admin.ModelAdmin[APIKey]
+else:
+    _APIKeyModelAdmin = admin.ModelAdmin
+
 SHOWN_ONCE = ("Store it somewhere safe now: you will not be able to see it again.")
 
 
@@ -30,7 +39,7 @@ def _show_once(request: HttpRequest, what: str, issued: IssuedKey) -> None:
 
 
 @admin.register(APIKey)
-class APIKeyAdmin(admin.ModelAdmin):
+class APIKeyAdmin(_APIKeyModelAdmin):
     list_display = ("id", "name", "environment", "display_key", "key_status", "created_at",
                     "expires_at", "last_used_at")
     list_filter = ("environment", ("revoked_at", admin.EmptyFieldListFilter))
@@ -49,16 +58,15 @@ class APIKeyAdmin(admin.ModelAdmin):
         return obj.status()
 
     def get_form(self, request: HttpRequest, obj: APIKey | None = None, change: bool = False,
-                 **kwargs: Any) -> type[ModelForm]:
+                 **kwargs: Any) -> type[ModelForm[APIKey]]:
         kwargs["form"] = ChangeKeyForm if obj is not None else CreateKeyForm
-        form: type[ModelForm] = super().get_form(request, obj, change, **kwargs)
-        return form
+        return super().get_form(request, obj, change, **kwargs)
 
     def get_readonly_fields(self, request: HttpRequest, obj: APIKey | None = None
                             ) -> tuple[str, ...]:
         return self.readonly_fields if obj is not None else ()
 
-    def get_fields(self, request: HttpRequest, obj: APIKey | None = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: APIKey | None = None) -> _FieldGroups:
         if obj is None:
             return ["environment", "name", "metadata", "scopes", "expires_in"]
         return ["id", "display_key", "name", "environment", "metadata", "scopes",
@@ -68,7 +76,8 @@ class APIKeyAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: APIKey | None = None) -> bool:
         return False
 
-    def save_model(self, request: HttpRequest, obj: APIKey, form: Any, change: bool) -> None:
+    def save_model(self, request: HttpRequest, obj: APIKey, form: ModelForm[APIKey],
+                   change: bool) -> None:
         manager = get_key_manager()
         data = form.cleaned_data
         if change:

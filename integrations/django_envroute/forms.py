@@ -7,7 +7,7 @@ defined in ``[scopes]``, and metadata may not set ``environment``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django import forms
 
@@ -16,8 +16,14 @@ from envroute.config import parse_duration
 from .gateway import get_router
 from .models import APIKey
 
+# Django's ModelForm is generic only in django-stubs; it cannot be subscripted at run time.
+if TYPE_CHECKING:
+    _APIKeyModelForm = forms.ModelForm[APIKey]
+else:
+    _APIKeyModelForm = forms.ModelForm
 
-class CreateKeyForm(forms.ModelForm):
+
+class CreateKeyForm(_APIKeyModelForm):
     environment = forms.ChoiceField(help_text="Decides the prefix (sk_test_, sk_live_) "
                                     "and, with the metadata, where requests are routed.")
     metadata = forms.JSONField(required=False, initial=dict,
@@ -34,8 +40,10 @@ class CreateKeyForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         settings = get_router().settings
-        self.fields["environment"].choices = [(name, name) for name in settings.environments]
-        self.fields["scopes"].choices = [(name, name) for name in settings.scopes]
+        environment = cast(forms.ChoiceField, self.fields["environment"])
+        environment.choices = [(name, name) for name in settings.environments]
+        scopes = cast(forms.MultipleChoiceField, self.fields["scopes"])
+        scopes.choices = [(name, name) for name in settings.scopes]
         self.order_fields(["environment", "name", "metadata", "scopes", "expires_in"])
 
     def clean_metadata(self) -> dict[str, Any]:
@@ -59,7 +67,7 @@ class CreateKeyForm(forms.ModelForm):
         return seconds
 
 
-class ChangeKeyForm(forms.ModelForm):
+class ChangeKeyForm(_APIKeyModelForm):
     revoke = forms.BooleanField(
         required=False, label="Revoked",
         help_text="Revoking is permanent; the key stops working within the gateway's "

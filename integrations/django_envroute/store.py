@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import overload
 
 from django.conf import settings
 from django.db import Error as DatabaseError
@@ -32,6 +33,14 @@ from .models import APIKey, KeySecret
 def database_alias(url: str) -> str:
     """``django://`` -> ``default``; ``django://keys`` -> ``keys``."""
     return url.partition("://")[2].strip("/") or "default"
+
+
+@overload
+def _to_db(moment: datetime) -> datetime: ...
+
+
+@overload
+def _to_db(moment: datetime | None) -> datetime | None: ...
 
 
 def _to_db(moment: datetime | None) -> datetime | None:
