@@ -30,23 +30,20 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHt
 from envroute import BackendUnavailable, ConfigError, EnvRouter, Problem
 from envroute.gateway import (
     BACKEND_KEY,
-    IDEMPOTENT_METHODS,
     IDENTITY_KEY,
     REQUEST_ID_KEY,
     Admission,
     as_problem,
     new_request_id,
+    try_backends,
 )
 from envroute.problems import PROBLEM_CONTENT_TYPE
+from envroute.proxy import HOP_BY_HOP
 from envroute.settings import APP_BACKEND
 from envroute.typing import HeaderList, WSGIEnvironment
 
 from .conf import conf
 from .gateway import get_router
-
-#: Hop-by-hop headers (RFC 9110 §7.6.1): never copied from a backend's response.
-HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
-                        "te", "trailer", "transfer-encoding", "upgrade"})
 
 GetResponse = Callable[[HttpRequest], HttpResponseBase]
 
@@ -92,19 +89,14 @@ class EnvRouteMiddleware:
 
     def _dispatch(self, request: HttpRequest, environ: WSGIEnvironment, router: EnvRouter,
                   admission: Admission) -> HttpResponseBase:
-        names = admission.decision.backends
-        method = environ.get("REQUEST_METHOD", "GET")
-        for attempt, name in enumerate(names):
+        def call(name: str) -> HttpResponseBase:
             environ[BACKEND_KEY] = name
             if name == APP_BACKEND:
                 return self.get_response(request)
-            try:
-                return call_wsgi(router.backends[name], environ)
-            except BackendUnavailable as exc:
-                if attempt == len(names) - 1 or not exc.retryable or (
-                        method not in IDEMPOTENT_METHODS):
-                    raise
-        raise AssertionError("a route always names at least one backend")  # pragma: no cover
+            return call_wsgi(router.backends[name], environ)
+
+        return try_backends(admission.decision.backends,
+                            environ.get("REQUEST_METHOD", "GET"), call)
 
     def _refuse(self, router: EnvRouter, environ: WSGIEnvironment, problem: Problem,
                 started: float) -> HttpResponse:
