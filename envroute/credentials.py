@@ -12,7 +12,7 @@ import binascii
 import re
 from base64 import b64decode
 from typing import Literal, NamedTuple
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, unquote_plus
 
 from .problems import Problem
 from .settings import AuthSettings
@@ -70,10 +70,12 @@ class CredentialReader:
         if credential.where in ("bearer", "basic"):
             environ.pop("HTTP_AUTHORIZATION", None)
         environ.pop(self.header_key, None)
-        if credential.where == "query" or (self.query_param and self.query_param
-                                           in environ.get("QUERY_STRING", "")):
-            pairs = parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True)
-            environ["QUERY_STRING"] = urlencode([p for p in pairs if p[0] != self.query_param])
+        query = environ.get("QUERY_STRING", "")
+        if self.query_param and self.query_param in unquote_plus(query):
+            # drop only the credential's own segments: the rest stays byte for byte
+            kept = [part for part in query.split("&")
+                    if unquote_plus(part.partition("=")[0]) != self.query_param]
+            environ["QUERY_STRING"] = "&".join(kept)
 
 
 def _basic_user(value: str) -> str:

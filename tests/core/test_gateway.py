@@ -83,9 +83,9 @@ def test_query_string_keys_are_off_unless_configured(router: EnvRouter,
 def test_query_string_key_when_configured_is_removed_before_the_backend(
         gateway: EnvRouter, recorder: Recorder) -> None:
     key = KeyManager(gateway.store, gateway.settings).create("sandbox").secret
-    response = Client(gateway).get(f"/v1/charges?limit=3&api_key={key}")
+    response = Client(gateway).get(f"/v1/charges?q=a%7Eb+c&api_key={key}&limit=3&api%5Fkey=x")
     assert response.status_code == 200
-    assert recorder.calls[0]["QUERY_STRING"] == "limit=3"
+    assert recorder.calls[0]["QUERY_STRING"] == "q=a%7Eb+c&limit=3"  # the rest byte for byte
 
 
 def test_backend_sees_identity_and_never_the_credential(gateway: EnvRouter,
