@@ -153,3 +153,25 @@ def test_unset_variable_stops_with_its_name(project: Path) -> None:
     (project / "envroute.toml").write_text(CONFIG.replace(f":-{SECRET}", ""))
     result = run(project, "keys", "list", check=1)
     assert "secret: environment variable TEST_SECRET is not set" in result.stderr
+
+
+@pytest.mark.slow
+def test_serve_runs_the_gateway(project: Path) -> None:
+    import requests
+
+    from tests.support.processes import free_port, running
+
+    key = create(project, "-e", "sandbox")["key"]
+    port = free_port()
+    with running([ENVROUTE, "serve", "--port", str(port), "--app",
+                  "envroute.demo_apps:production_app"], port=port, cwd=project):
+        url = f"http://127.0.0.1:{port}/v1/charges"
+        ok = requests.get(url, headers={"Authorization": f"Bearer {key}"}, timeout=10)
+        refused = requests.get(url, timeout=10)
+    assert ok.status_code == 200 and ok.json()["livemode"] is False  # the sandbox backend
+    assert refused.status_code == 401 and refused.json()["code"] == "missing_credentials"
+
+
+def test_serve_asks_for_the_app_a_config_routes_to(project: Path) -> None:
+    result = run(project, "serve", "--port", "1", check=1)
+    assert "pass --app" in result.stderr
