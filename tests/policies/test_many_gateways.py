@@ -61,53 +61,50 @@ def fetch(url: str, key: str) -> requests.Response:
     return requests.get(url, headers={"Authorization": f"Bearer {key}"}, timeout=10)
 
 
-def test_revocation_reaches_every_worker_of_every_gateway_within_a_second(
-    gateways: tuple[list[str], Path]
-) -> None:
-    urls, path = gateways
-    settings = load_file(path)
+@pytest.fixture
+def keys(gateways: tuple[list[str], Path]) -> Iterator[KeyManager]:
+    """Key lifecycle on the PostgreSQL store the gateways share, under their config."""
+    settings = load_file(gateways[1])
     store = PostgresStore(settings.store_url)
-    try:
-        keys = KeyManager(store, settings)
-        issued = keys.create("sandbox")
-        for url in urls:  # every worker verifies (and caches) the key
-            workers: set[str] = set()
-            deadline = time.monotonic() + 20
-            while len(workers) < 2:
-                response = fetch(url, issued.secret)
-                assert response.status_code == 200, response.text
-                workers.add(response.text)
-                assert time.monotonic() < deadline, "a worker never answered"
+    yield KeyManager(store, settings)
+    store.close()
 
-        keys.revoke(issued.record.id)
-        deadline = time.monotonic() + 1.0
-        while True:
-            codes = {fetch(url, issued.secret).status_code for url in urls for _ in range(6)}
-            if codes == {401}:
-                break
-            assert time.monotonic() < deadline, f"still accepted after 1 s: {codes}"
-        for url in urls:
-            for _ in range(10):
-                response = fetch(url, issued.secret)
-                assert response.status_code == 401
-                assert response.json()["code"] == "revoked_key"
-    finally:
-        store.close()
+
+def test_revocation_reaches_every_worker_of_every_gateway_within_a_second(
+    gateways: tuple[list[str], Path], keys: KeyManager
+) -> None:
+    urls, _ = gateways
+    issued = keys.create("sandbox")
+    for url in urls:  # every worker verifies (and caches) the key
+        workers: set[str] = set()
+        deadline = time.monotonic() + 20
+        while len(workers) < 2:
+            response = fetch(url, issued.secret)
+            assert response.status_code == 200, response.text
+            workers.add(response.text)
+            assert time.monotonic() < deadline, "a worker never answered"
+
+    keys.revoke(issued.record.id)
+    deadline = time.monotonic() + 1.0
+    while True:
+        codes = {fetch(url, issued.secret).status_code for url in urls for _ in range(6)}
+        if codes == {401}:
+            break
+        assert time.monotonic() < deadline, f"still accepted after 1 s: {codes}"
+    for url in urls:
+        for _ in range(10):
+            response = fetch(url, issued.secret)
+            assert response.status_code == 401
+            assert response.json()["code"] == "revoked_key"
 
 
 def test_a_redis_rate_limit_is_one_limit_for_every_gateway(
-    gateways: tuple[list[str], Path]
+    gateways: tuple[list[str], Path], keys: KeyManager
 ) -> None:
-    urls, path = gateways
-    settings = load_file(path)
-    store = PostgresStore(settings.store_url)
-    try:
-        keys = KeyManager(store, settings)
-        customer = f"acme-{time.monotonic_ns()}"
-        secrets = [keys.create("sandbox", metadata={"customer": customer}).secret
-                   for _ in range(2)]
-    finally:
-        store.close()
+    urls, _ = gateways
+    customer = f"acme-{time.monotonic_ns()}"
+    secrets = [keys.create("sandbox", metadata={"customer": customer}).secret
+               for _ in range(2)]
     statuses = [fetch(urls[i % 2], secrets[i // 2 % 2]).status_code for i in range(30)]
     assert statuses.count(200) == 10
     assert set(statuses) == {200, 429}
