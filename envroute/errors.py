@@ -41,6 +41,26 @@ class KeyNotFound(EnvrouteError):
     """A key id that the store does not know (a CLI or admin operation, not a request)."""
 
 
+class CustomerNotFound(EnvrouteError):
+    """0.2: a customer id that the store does not know (an operation, not a request)."""
+
+
+class BackendNotFound(EnvrouteError):
+    """0.2: a stored backend name that the store does not know (an operation)."""
+
+
+class AlreadyExists(EnvrouteError):
+    """0.2: creating a customer or stored backend whose id or name is taken (exit 1)."""
+
+
+class EnvironmentMismatch(EnvrouteError):
+    """0.2 (§18): a request's code touched another environment's data.
+
+    Answered as ``403 environment_mismatch``; ``django_envroute.db.CrossEnvironmentAccess``
+    is a subclass, so every front end translates it in the one place problems are made.
+    """
+
+
 class BackendError(EnvrouteError):
     """A backend could not produce a response. Raised before ``start_response`` is called."""
 

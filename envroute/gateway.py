@@ -39,6 +39,7 @@ from .problems import Problem
 from .routing import Decision, Router
 from .settings import APP_BACKEND, Settings
 from .stores import InvalidationSource, KeyStore, open_store
+from .stores.base import Change
 from .typing import HeaderList, StartResponse, WSGIApplication, WSGIEnvironment
 
 access_log = logging.getLogger("envroute.access")
@@ -106,7 +107,10 @@ class EnvRouter:
         self.router = Router(self.settings.routes)
         self.backends = build_backends(self.settings, builtin)
         if isinstance(self.store, InvalidationSource):
-            self.store.subscribe(self.authenticator.api_keys.invalidate)
+            self.store.subscribe(self._on_change)
+
+    def _on_change(self, change: Change) -> None:
+        self.authenticator.api_keys.invalidate(change.target if change.kind == "key" else None)
 
     @classmethod
     def from_config(

@@ -31,21 +31,30 @@ class Identity:
     source: Source = "api_key"
     scopes: frozenset[str] = frozenset()
     display: str = ""
+    #: 0.2 (§12): the customer the key belongs to (or a token's ``customer_claim``)
+    customer_id: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.metadata, MappingProxyType):
             object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata)))
 
     def attribute(self, name: str) -> Any:
-        """What routes and rate-limit rules match on: ``environment`` or a metadata value."""
+        """What routes and rate-limit rules match on: the identity's own ``environment``,
+        ``customer_id`` and ``key_id`` (reserved: never read from metadata), else the
+        effective metadata's value."""
         if name == "environment":
             return self.environment
+        if name == "customer_id":
+            return self.customer_id
+        if name == "key_id":
+            return self.key_id
         return self.metadata.get(name)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "key_id": self.key_id,
             "environment": self.environment,
+            "customer_id": self.customer_id,
             "metadata": dict(self.metadata),
             "source": self.source,
             "scopes": sorted(self.scopes),

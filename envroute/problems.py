@@ -30,17 +30,22 @@ PROBLEM_TYPES: Mapping[str, ProblemType] = {
     "invalid_key": ProblemType(401, "Invalid API key"),
     "expired_key": ProblemType(401, "Expired API key"),
     "revoked_key": ProblemType(401, "Revoked API key"),
+    "disabled_key": ProblemType(401, "Disabled API key"),
     "invalid_token": ProblemType(401, "Invalid token"),
+    "invalid_request": ProblemType(400, "Invalid request"),
     "insufficient_scope": ProblemType(403, "Insufficient scope"),
     "no_route": ProblemType(403, "No route"),
+    "environment_mismatch": ProblemType(403, "Environment mismatch"),
+    "resource_missing": ProblemType(404, "No such resource"),
     "rate_limited": ProblemType(429, "Rate limited"),
     "backend_unavailable": ProblemType(502, "Backend unavailable"),
     "store_unavailable": ProblemType(503, "Store unavailable"),
     "backend_timeout": ProblemType(504, "Backend timeout"),
 }
 
-_REASONS = {401: "Unauthorized", 403: "Forbidden", 429: "Too Many Requests",
-            502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
+_REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+            429: "Too Many Requests", 502: "Bad Gateway", 503: "Service Unavailable",
+            504: "Gateway Timeout"}
 
 #: The challenge sent with every 401, so clients know which schemes are accepted.
 WWW_AUTHENTICATE = 'Bearer realm="envroute", Basic realm="envroute"'

@@ -24,11 +24,17 @@ def frozen_map(data: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
     return MappingProxyType(dict(data or {}))
 
 
+#: The tag of Stripe-style object ids (``ch_test_…``) per default environment (§18).
+DEFAULT_ID_TAGS: Mapping[str, str] = MappingProxyType({"sandbox": "test", "production": "live"})
+
+
 @dataclass(frozen=True)
 class EnvironmentSettings:
     name: str
     prefix: str
     restricted_prefix: str
+    #: ``[environments.NAME] id_tag``: ``test``/``live`` for the defaults, else the name.
+    id_tag: str = ""
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,8 @@ class JwtSettings:
     #: metadata name -> claim name
     metadata_claims: Mapping[str, str] = field(default_factory=frozen_map)
     scopes_claim: str = ""
+    #: 0.2: the claim that becomes ``identity.customer_id`` (empty: none)
+    customer_claim: str = ""
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,18 @@ When = Mapping[str, frozenset[str]]
 
 
 @dataclass(frozen=True)
+class RequestCondition:
+    """0.2 (§14): ``request = {method = …, path = …}`` on a route or a rate-limit rule.
+
+    Empty ``methods`` / ``paths`` match any. Paths are §3's patterns (``*`` one segment,
+    ``**`` the rest), as written; :mod:`envroute.routing` compiles them once.
+    """
+
+    methods: frozenset[str] = frozenset()
+    paths: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class RouteSettings:
     """One ``[[routes]]`` entry; exactly one of backend / split / failover is set."""
 
@@ -85,6 +105,12 @@ class RouteSettings:
     split: Mapping[str, int] = field(default_factory=frozen_map)
     failover: tuple[str, ...] = ()
     name: str = ""
+    #: 0.2 (§13): send to the backend this identity attribute names ...
+    backend_from: str = ""
+    #: ... if one of these shell-style patterns admits it (empty: any backend)
+    allow: tuple[str, ...] = ()
+    #: 0.2 (§14): the request must match too
+    request: RequestCondition | None = None
 
     @property
     def label(self) -> str:
@@ -105,6 +131,10 @@ class RateLimitRule:
     limit: str
     per: str = "key"
     when: When = field(default_factory=frozen_map)
+    #: 0.2 (§14)
+    request: RequestCondition | None = None
+    #: 0.2 (§15): read the limit from this identity attribute; ``limit`` is the default
+    limit_from: str = ""
 
 
 @dataclass(frozen=True)
@@ -115,6 +145,36 @@ class RateLimitSettings:
     )
     on_storage_error: Literal["deny", "allow"] = "deny"
     rules: tuple[RateLimitRule, ...] = ()
+
+
+@dataclass(frozen=True)
+class HealthSettings:
+    """0.2 (§17): ``[health] path`` answered by the gateway itself (empty: off)."""
+
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    """0.2 (§8): ``[logging]``: access lines to stderr when nothing else handles them."""
+
+    access: bool = True
+    format: Literal["text", "json"] = "text"
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """0.2 (§17): ``[metrics] path`` (empty: off) and an optional bearer ``token``."""
+
+    path: str = ""
+    token: str = ""
+
+
+@dataclass(frozen=True)
+class EventsSettings:
+    """0.2 (§16): ``[events] hooks``: import strings called with each audit event."""
+
+    hooks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -133,6 +193,12 @@ class Settings:
     #: scope name -> its ``METHOD PATH`` patterns, as written
     scopes: Mapping[str, tuple[str, ...]] = field(default_factory=frozen_map)
     source: str = "<config>"
+    #: 0.2 (§3): secrets keys may still be hashed under; re-hashed under ``secret`` on use
+    previous_secrets: tuple[str, ...] = ()
+    health: HealthSettings = field(default_factory=HealthSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    events: EventsSettings = field(default_factory=EventsSettings)
 
     @property
     def secret_key(self) -> bytes:

@@ -11,7 +11,18 @@ import importlib
 from collections.abc import Callable
 
 from ..errors import ConfigError
-from .base import InvalidationSource, KeyRecord, KeyStore, SecretMatch
+from .base import (
+    AuditRecord,
+    BackendRecord,
+    Change,
+    CustomerRecord,
+    InvalidationSource,
+    KeyRecord,
+    KeyStore,
+    SecretMatch,
+    UsageBatch,
+    UsageDay,
+)
 
 StoreFactory = Callable[[str], KeyStore]
 
@@ -45,5 +56,6 @@ def open_store(url: str) -> KeyStore:
     return factory(url)
 
 
-__all__ = ["InvalidationSource", "KeyRecord", "KeyStore", "SecretMatch", "open_store",
+__all__ = ["AuditRecord", "BackendRecord", "Change", "CustomerRecord", "InvalidationSource",
+           "KeyRecord", "KeyStore", "SecretMatch", "UsageBatch", "UsageDay", "open_store",
            "register_store"]

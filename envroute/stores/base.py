@@ -15,16 +15,22 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, date, datetime
+from types import MappingProxyType
+from typing import Any, Literal
 
 from ..settings import frozen_map
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def iso(moment: datetime | None) -> str | None:
+    """A UTC moment as the contract's JSON shows it: ISO 8601 with ``Z``."""
+    return moment.isoformat().replace("+00:00", "Z") if moment else None
 
 
 @dataclass(frozen=True)
@@ -42,31 +48,135 @@ class KeyRecord:
     expires_at: datetime | None = None
     revoked_at: datetime | None = None
     last_used_at: datetime | None = None
+    #: 0.2 (§12): the customer the key belongs to; it never changes
+    customer_id: str | None = None
+    #: 0.2: set while the key is disabled (reversible, unlike revocation)
+    disabled_at: datetime | None = None
 
     @property
     def display(self) -> str:
         return f"{self.prefix}…{self.last4}"
 
     def status(self, now: datetime | None = None) -> str:
+        """``revoked``, ``disabled``, ``expired`` or ``active``: the key's own status.
+
+        A disabled customer does not change it (its keys keep their own status).
+        """
         now = now or utcnow()
         if self.revoked_at is not None:
             return "revoked"
+        if self.disabled_at is not None:
+            return "disabled"
         if self.expires_at is not None and self.expires_at <= now:
             return "expired"
         return "active"
 
     def to_dict(self) -> dict[str, Any]:
         """The record as JSON-ready data (``keys show --json``, the admin, the API)."""
-        def iso(moment: datetime | None) -> str | None:
-            return moment.isoformat().replace("+00:00", "Z") if moment else None
-
         return {
-            "id": self.id, "environment": self.environment, "name": self.name,
-            "metadata": dict(self.metadata), "scopes": list(self.scopes),
+            "id": self.id, "environment": self.environment, "customer_id": self.customer_id,
+            "name": self.name, "metadata": dict(self.metadata), "scopes": list(self.scopes),
             "prefix": self.prefix, "last4": self.last4, "status": self.status(),
             "created_at": iso(self.created_at), "expires_at": iso(self.expires_at),
-            "revoked_at": iso(self.revoked_at), "last_used_at": iso(self.last_used_at),
+            "revoked_at": iso(self.revoked_at), "disabled_at": iso(self.disabled_at),
+            "last_used_at": iso(self.last_used_at),
         }
+
+
+@dataclass(frozen=True)
+class CustomerRecord:
+    """0.2 (§12): who a set of keys belongs to. ``id`` is the operator's own."""
+
+    id: str
+    created_at: datetime
+    name: str = ""
+    metadata: Mapping[str, Any] = field(default_factory=frozen_map)
+    disabled_at: datetime | None = None
+
+    @property
+    def status(self) -> str:
+        return "disabled" if self.disabled_at is not None else "active"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "metadata": dict(self.metadata),
+                "created_at": iso(self.created_at), "disabled_at": iso(self.disabled_at),
+                "status": self.status}
+
+
+@dataclass(frozen=True)
+class BackendRecord:
+    """0.2 (§13): a URL backend kept in the store, served beside the configured ones.
+
+    The fields mirror ``[backends.NAME]`` for a URL backend; the values are validated
+    exactly as the config validates them before they are stored.
+    """
+
+    name: str
+    url: str
+    timeout: float = 30.0
+    connect_timeout: float = 5.0
+    strip_prefix: str = ""
+    pool_size: int = 0
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "url": self.url, "timeout": self.timeout,
+                "connect_timeout": self.connect_timeout, "strip_prefix": self.strip_prefix,
+                "pool_size": self.pool_size, "created_at": iso(self.created_at),
+                "updated_at": iso(self.updated_at)}
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """0.2 (§16): one change to a key, a customer or a stored backend. Never a secret.
+
+    ``customer_id`` is the customer the target belongs to (a customer's own id, or the
+    customer of a key), so ``envroute audit --customer`` finds its keys' records too.
+    ``seq`` orders records (newest first is descending ``seq``); the store assigns it.
+    """
+
+    at: datetime
+    actor: str
+    action: str
+    target: str
+    changes: Mapping[str, Any] = field(default_factory=frozen_map)
+    customer_id: str | None = None
+    seq: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"at": iso(self.at), "actor": self.actor, "action": self.action,
+                "target": self.target, "changes": dict(self.changes),
+                "customer_id": self.customer_id}
+
+
+@dataclass(frozen=True)
+class UsageDay:
+    """0.2 (§16): one UTC day of a key's (or customer's) traffic."""
+
+    date: date
+    requests: int
+    errors: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"date": self.date.isoformat(), "requests": self.requests,
+                "errors": self.errors}
+
+
+@dataclass(frozen=True)
+class UsageBatch:
+    """What a process collected since its last flush, written in one go (§16).
+
+    ``last_used``: key id -> latest use. ``counts``: (key id, UTC day) -> (requests,
+    errors) to *add* to what is stored, so the counts of all workers add up.
+    """
+
+    last_used: Mapping[str, datetime] = field(default_factory=frozen_map)
+    counts: Mapping[tuple[str, date], tuple[int, int]] = field(
+        default_factory=lambda: MappingProxyType({}))
+
+    def __bool__(self) -> bool:
+        return bool(self.last_used or self.counts)
 
 
 @dataclass(frozen=True)
@@ -74,17 +184,41 @@ class SecretMatch:
     """What a hash lookup finds: the record, and when that particular secret stops working.
 
     ``secret_expires_at`` is set on a secret that a roll retired; the record's own
-    ``expires_at`` applies to every secret of the key.
+    ``expires_at`` applies to every secret of the key. ``customer`` (0.2) is the key's
+    customer record, read in the same query, so the effective metadata needs no second
+    look-up.
     """
 
     record: KeyRecord
     key_hash: bytes
     secret_expires_at: datetime | None = None
+    customer: CustomerRecord | None = None
+
+
+#: The kinds of change a store pushes to every process (§11).
+ChangeKind = Literal["key", "customer", "backend", "all"]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change pushed to subscribers: ``kind`` and the id or name it concerns.
+
+    ``Change("all")`` means "something may have changed that you did not hear about"
+    (after a listener reconnects, or from a store whose marker only says *that* something
+    changed): drop every cached key, customer and backend.
+    """
+
+    kind: ChangeKind
+    target: str | None = None
 
 
 class KeyStore(ABC):
     """The interface every key store implements. Implementations must be thread-safe and
-    fork-safe: connections are opened lazily, per process (gunicorn forks after import)."""
+    fork-safe: connections are opened lazily, per process (gunicorn forks after import).
+
+    0.2 methods below that raise :class:`NotImplementedError` here are required of every
+    store shipped with envroute (SQLite, PostgreSQL, ``django://``).
+    """
 
     url: str = ""
 
@@ -102,7 +236,9 @@ class KeyStore(ABC):
 
     @abstractmethod
     def create(self, record: KeyRecord, key_hash: bytes) -> None:
-        """Store a new record and the hash of its first secret."""
+        """Store a new record and the hash of its first secret (under the current
+        ``secret``). ``record.customer_id``, when set, must name a stored customer
+        (:class:`~envroute.errors.CustomerNotFound` otherwise, nothing created)."""
 
     @abstractmethod
     def revoke(self, key_id: str, at: datetime) -> KeyRecord:
@@ -111,7 +247,8 @@ class KeyStore(ABC):
     @abstractmethod
     def roll(self, key_id: str, key_hash: bytes, last4: str, *, now: datetime,
              retire_at: datetime) -> KeyRecord:
-        """Add a new secret to the key; every older secret stops working at ``retire_at``."""
+        """Add a new secret to the key; every older secret still valid after ``retire_at``
+        stops working at ``retire_at`` (one already retiring earlier keeps its time)."""
 
     @abstractmethod
     def record_usage(self, used: Mapping[str, datetime]) -> None:
@@ -123,15 +260,111 @@ class KeyStore(ABC):
     def close(self) -> None:  # noqa: B027 - optional
         """Release connections held by this process."""
 
+    # -- 0.2: keys that change ------------------------------------------------------------
+
+    def update_key(self, key_id: str, changes: Mapping[str, Any]) -> KeyRecord:
+        """Change a key's own ``metadata`` (the whole new mapping), ``name`` or
+        ``expires_at`` (None: no expiry); only the fields present in ``changes``."""
+        raise NotImplementedError
+
+    def set_key_disabled(self, key_id: str, at: datetime | None) -> KeyRecord:
+        """Disable the key at ``at``, or enable it again with None."""
+        raise NotImplementedError
+
+    def find_key_by_hash(self, key_hash: bytes) -> KeyRecord | None:
+        """The key one of whose secrets hashes to ``key_hash`` (``keys revoke --secret``)."""
+        match = self.lookup(key_hash)
+        return match.record if match is not None else None
+
+    # -- 0.2: customers (§12) -------------------------------------------------------------
+
+    def create_customer(self, record: CustomerRecord) -> CustomerRecord:
+        """Store a new customer; :class:`~envroute.errors.AlreadyExists` if the id is taken."""
+        raise NotImplementedError
+
+    def get_customer(self, customer_id: str) -> CustomerRecord:
+        """:class:`~envroute.errors.CustomerNotFound` if none."""
+        raise NotImplementedError
+
+    def list_customers(self) -> list[CustomerRecord]:
+        """Every customer, oldest first."""
+        raise NotImplementedError
+
+    def update_customer(self, customer_id: str, changes: Mapping[str, Any]) -> CustomerRecord:
+        """Change ``name`` and/or ``metadata`` (the whole new mapping)."""
+        raise NotImplementedError
+
+    def set_customer_disabled(self, customer_id: str, at: datetime | None) -> CustomerRecord:
+        """Disable the customer at ``at`` (its keys answer ``disabled_key``), or enable it."""
+        raise NotImplementedError
+
+    def list_customer_keys(self, customer_id: str) -> list[KeyRecord]:
+        return [key for key in self.list_keys() if key.customer_id == customer_id]
+
+    # -- 0.2: stored backends (§13) -------------------------------------------------------
+
+    def add_backend(self, record: BackendRecord) -> BackendRecord:
+        """:class:`~envroute.errors.AlreadyExists` if the name is taken."""
+        raise NotImplementedError
+
+    def update_backend(self, record: BackendRecord) -> BackendRecord:
+        """Replace the stored fields of ``record.name``; BackendNotFound if none."""
+        raise NotImplementedError
+
+    def remove_backend(self, name: str) -> BackendRecord:
+        """Remove and return it; :class:`~envroute.errors.BackendNotFound` if none."""
+        raise NotImplementedError
+
+    def get_backend(self, name: str) -> BackendRecord:
+        raise NotImplementedError
+
+    def list_backends(self) -> list[BackendRecord]:
+        """Every stored backend, by name. Gateways load this once and again on a
+        ``Change("backend")`` or ``Change("all")``, never per request."""
+        raise NotImplementedError
+
+    # -- 0.2: usage and audit (§16) -------------------------------------------------------
+
+    def write_usage(self, batch: UsageBatch) -> None:
+        """Write a batch: ``last_used_at`` forward only, daily counts added. Rows are
+        written in a stable order (no deadlock between workers). Never per request."""
+        raise NotImplementedError
+
+    def usage(self, key_ids: Sequence[str], since: date) -> list[UsageDay]:
+        """Requests and errors per UTC day since ``since``, summed over ``key_ids``,
+        only days with traffic, oldest first."""
+        raise NotImplementedError
+
+    def append_audit(self, record: AuditRecord) -> None:
+        raise NotImplementedError
+
+    def list_audit(self, *, key_id: str | None = None, customer_id: str | None = None,
+                   backend: str | None = None,
+                   since: datetime | None = None) -> list[AuditRecord]:
+        """Newest first (by ``seq``). ``customer_id`` includes its keys' records."""
+        raise NotImplementedError
+
+    # -- 0.2: secret rotation (§3) --------------------------------------------------------
+
+    def rehash(self, pairs: Mapping[bytes, tuple[bytes, str]]) -> None:
+        """Replace stored hashes: old hash -> (new hash, fingerprint of the secret it was
+        made under). Batched by the verifier, never per request."""
+        raise NotImplementedError
+
+    def secret_fingerprints(self) -> dict[str, int]:
+        """Fingerprint of each secret the store's key hashes were made under -> how many
+        key secrets (still usable) were made under it."""
+        raise NotImplementedError
+
 
 class InvalidationSource(ABC):
-    """A store that pushes revocations and rolls to every process, within about a second."""
+    """A store that pushes changes to every process, within about a second (§11)."""
 
     @abstractmethod
-    def subscribe(self, callback: Callable[[str | None], None]) -> None:
-        """Call ``callback(key_id)`` whenever a key changes, from any process or host,
-        and ``callback(None)`` (every key) when changes may have been missed, such as
-        after the push channel reconnects."""
+    def subscribe(self, callback: Callable[[Change], None]) -> None:
+        """Call ``callback(change)`` whenever a key, customer or stored backend changes,
+        from any process (or host, for PostgreSQL), and ``callback(Change("all"))`` when
+        changes may have been missed, such as after the push channel reconnects."""
 
 
 def dump_metadata(metadata: Mapping[str, Any]) -> str:

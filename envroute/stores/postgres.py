@@ -41,7 +41,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..errors import ConfigError, KeyNotFound, StoreUnavailable
 from ..settings import frozen_map
-from .base import InvalidationSource, KeyRecord, KeyStore, SecretMatch
+from .base import Change, InvalidationSource, KeyRecord, KeyStore, SecretMatch
 
 logger = logging.getLogger("envroute")
 
@@ -136,7 +136,7 @@ class PostgresStore(KeyStore, InvalidationSource):
         self._pid = 0
         self._migrated_pid = 0
         self._lock = threading.Lock()
-        self._callbacks: list[Callable[[str | None], None]] = []
+        self._callbacks: list[Callable[[Change], None]] = []
         self._listener: _Listener | None = None
 
     def _t(self, sql: str) -> str:
@@ -236,7 +236,7 @@ class PostgresStore(KeyStore, InvalidationSource):
 
     # -- invalidation -----------------------------------------------------------------
 
-    def subscribe(self, callback: Callable[[str | None], None]) -> None:
+    def subscribe(self, callback: Callable[[Change], None]) -> None:
         """Call ``callback(key_id)`` on every revoke or roll, from any process or host;
         ``callback(None)`` after the listener (re)connects, when some may have been
         missed. The listener starts with this process's first use of the store."""
@@ -251,9 +251,10 @@ class PostgresStore(KeyStore, InvalidationSource):
             self._listener.start()
 
     def _notify(self, key_id: str | None) -> None:
+        change = Change("key", key_id) if key_id else Change("all")
         for callback in list(self._callbacks):
             try:
-                callback(key_id)
+                callback(change)
             except Exception:  # one bad subscriber must not stop the listener
                 logger.exception("invalidation callback failed")
 

@@ -64,7 +64,7 @@ def test_revoke_and_roll_notify_every_subscriber(
     other = manager(writer).create("sandbox")
     listening = stores()
     heard: list[str | None] = []
-    listening.subscribe(heard.append)
+    listening.subscribe(lambda change: heard.append(change.target))
     listening.get(issued.record.id)  # first use starts the listener
     wait_for(lambda: None in heard)  # connected: "drop everything" once
 
@@ -82,7 +82,7 @@ def test_a_failed_transaction_notifies_nobody(
 
     listening = stores()
     heard: list[str | None] = []
-    listening.subscribe(heard.append)
+    listening.subscribe(lambda change: heard.append(change.target))
     listening.migrate()
     wait_for(lambda: None in heard)
     with pytest.raises(KeyNotFound):
@@ -119,7 +119,7 @@ def test_down_answers_503_and_recovers_by_itself(
                      pool_timeout=0.5)
     gateway = make_gateway(config(pg_url, auth={"cache_ttl": "0s"}), store=proxied)
     heard: list[str | None] = []
-    proxied.subscribe(heard.append)
+    proxied.subscribe(lambda change: heard.append(change.target))
     client = Client(gateway)
     headers = {"Authorization": f"Bearer {issued.secret}"}
 

@@ -93,7 +93,7 @@ def test_public_key_tokens_become_identities(tmp_path: Path, key: Any, algorithm
         gateway.store.close()
     assert seen.identity is not None
     assert seen.identity.to_dict() == {
-        "key_id": "user_42", "environment": "production", "source": "jwt",
+        "key_id": "user_42", "environment": "production", "customer_id": None, "source": "jwt",
         "metadata": {"customer": "acme", "tier": "pro"}, "scopes": []}
 
 
