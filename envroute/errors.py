@@ -53,6 +53,12 @@ class AlreadyExists(EnvrouteError):
     """0.2: creating a customer or stored backend whose id or name is taken (exit 1)."""
 
 
+class BadRequestBody(EnvrouteError):
+    """0.2: the caller's request body cannot be read (broken chunked encoding, a body
+    shorter than its ``Content-Length``). Answered ``400 invalid_request``: the caller's
+    fault, never blamed on a backend."""
+
+
 class EnvironmentMismatch(EnvrouteError):
     """0.2 (§18): a request's code touched another environment's data.
 

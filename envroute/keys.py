@@ -95,6 +95,16 @@ def hash_key(secret_key: bytes, key: str) -> bytes:
     return hmac.digest(secret_key, key.encode(), "sha256")
 
 
+def secret_fingerprint(secret_key: bytes) -> str:
+    """0.2 (§3): a public name for the store ``secret`` a hash was made under.
+
+    A one-way HMAC of a fixed label, so a store can say "these keys were made under a
+    secret that is neither ``secret`` nor a ``previous_secrets`` entry" without keeping
+    anything from which the secret could be recovered. 16 hex characters.
+    """
+    return hmac.digest(secret_key, b"envroute secret fingerprint v1", "sha256").hex()[:16]
+
+
 class KeyHasher:
     """:func:`hash_key` for the hot path: keyed once, then copied per key.
 

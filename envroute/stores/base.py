@@ -235,9 +235,10 @@ class KeyStore(ABC):
         """Every record, oldest first."""
 
     @abstractmethod
-    def create(self, record: KeyRecord, key_hash: bytes) -> None:
-        """Store a new record and the hash of its first secret (under the current
-        ``secret``). ``record.customer_id``, when set, must name a stored customer
+    def create(self, record: KeyRecord, key_hash: bytes, *, fingerprint: str = "") -> None:
+        """Store a new record and the hash of its first secret, made under the store
+        secret whose :func:`~envroute.keys.secret_fingerprint` is ``fingerprint``.
+        ``record.customer_id``, when set, must name a stored customer
         (:class:`~envroute.errors.CustomerNotFound` otherwise, nothing created)."""
 
     @abstractmethod
@@ -246,7 +247,7 @@ class KeyStore(ABC):
 
     @abstractmethod
     def roll(self, key_id: str, key_hash: bytes, last4: str, *, now: datetime,
-             retire_at: datetime) -> KeyRecord:
+             retire_at: datetime, fingerprint: str = "") -> KeyRecord:
         """Add a new secret to the key; every older secret still valid after ``retire_at``
         stops working at ``retire_at`` (one already retiring earlier keeps its time)."""
 

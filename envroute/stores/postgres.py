@@ -286,7 +286,7 @@ class PostgresStore(KeyStore, InvalidationSource):
             retry=True)
         return [_record(row) for row in rows]
 
-    def create(self, record: KeyRecord, key_hash: bytes) -> None:
+    def create(self, record: KeyRecord, key_hash: bytes, *, fingerprint: str = "") -> None:
         def work(cursor: psycopg.Cursor[Any]) -> None:
             cursor.execute(self._t(
                 "INSERT INTO envroute_keys (id, environment, prefix, last4, name, metadata,"
@@ -312,7 +312,7 @@ class PostgresStore(KeyStore, InvalidationSource):
         return self.get(key_id)
 
     def roll(self, key_id: str, key_hash: bytes, last4: str, *, now: datetime,
-             retire_at: datetime) -> KeyRecord:
+             retire_at: datetime, fingerprint: str = "") -> KeyRecord:
         def work(cursor: psycopg.Cursor[Any]) -> None:
             row = cursor.execute(self._t("SELECT revoked_at FROM envroute_keys WHERE id = %s "
                                          "FOR UPDATE"), (key_id,)).fetchone()

@@ -207,7 +207,7 @@ class SQLiteStore(KeyStore):
                                   "ORDER BY k.created_at, k.id").fetchall()
         return [_record(row) for row in rows]
 
-    def create(self, record: KeyRecord, key_hash: bytes) -> None:
+    def create(self, record: KeyRecord, key_hash: bytes, *, fingerprint: str = "") -> None:
         with self._cursor(write=True) as cursor:
             cursor.execute(
                 "INSERT INTO envroute_keys (id, environment, prefix, last4, name, metadata,"
@@ -228,7 +228,7 @@ class SQLiteStore(KeyStore):
         return self.get(key_id)
 
     def roll(self, key_id: str, key_hash: bytes, last4: str, *, now: datetime,
-             retire_at: datetime) -> KeyRecord:
+             retire_at: datetime, fingerprint: str = "") -> KeyRecord:
         with self._cursor(write=True) as cursor:
             row = cursor.execute("SELECT revoked_at FROM envroute_keys WHERE id = ?",
                                  (key_id,)).fetchone()

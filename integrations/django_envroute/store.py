@@ -114,7 +114,7 @@ class DjangoStore(KeyStore):
         with self._errors():
             return [_record(key) for key in self._keys().order_by("created_at", "id")]
 
-    def create(self, record: KeyRecord, key_hash: bytes) -> None:
+    def create(self, record: KeyRecord, key_hash: bytes, *, fingerprint: str = "") -> None:
         with self._errors(), transaction.atomic(using=self.alias):
             key = self._keys().create(
                 id=record.id, environment=record.environment, prefix=record.prefix,
@@ -134,7 +134,7 @@ class DjangoStore(KeyStore):
         return self.get(key_id)
 
     def roll(self, key_id: str, key_hash: bytes, last4: str, *, now: datetime,
-             retire_at: datetime) -> KeyRecord:
+             retire_at: datetime, fingerprint: str = "") -> KeyRecord:
         with self._errors(), transaction.atomic(using=self.alias):
             key = self._keys().select_for_update().filter(pk=key_id).first()
             if key is None:
