@@ -6,7 +6,7 @@ scopes, scopes must be defined in config, and a secret is returned exactly once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -14,7 +14,7 @@ from typing import Any
 from . import keys
 from .errors import EnvrouteError
 from .settings import Settings
-from .stores.base import KeyRecord, KeyStore, utcnow
+from .stores.base import Change, KeyRecord, KeyStore, utcnow
 
 
 class KeyUsageError(EnvrouteError):
@@ -36,9 +36,19 @@ class IssuedKey:
 
 
 class KeyManager:
-    def __init__(self, store: KeyStore, settings: Settings) -> None:
+    """The key lifecycle. ``notify`` is called with each :class:`Change` once it is stored,
+    so the process that made it honours it at once (``EnvRouter.keys`` passes the
+    router's own invalidation); other processes hear it from the store."""
+
+    def __init__(self, store: KeyStore, settings: Settings, *,
+                 notify: Callable[[Change], None] | None = None) -> None:
         self.store = store
         self.settings = settings
+        self.notify = notify
+
+    def _changed(self, change: Change) -> None:
+        if self.notify is not None:
+            self.notify(change)
 
     def create(self, environment: str, *, metadata: Mapping[str, Any] | None = None,
                scopes: Iterable[str] = (), name: str = "",
@@ -73,7 +83,9 @@ class KeyManager:
         return self.store.get(key_id)
 
     def revoke(self, key_id: str) -> KeyRecord:
-        return self.store.revoke(key_id, utcnow())
+        record = self.store.revoke(key_id, utcnow())
+        self._changed(Change("key", key_id))
+        return record
 
     def roll(self, key_id: str, *, expires_in: float = 0.0) -> IssuedKey:
         """A new secret for the same key; the old one works ``expires_in`` seconds more."""
@@ -85,4 +97,5 @@ class KeyManager:
         rolled = self.store.roll(key_id, keys.hash_key(self.settings.secret_key, secret),
                                  secret[-4:], now=now,
                                  retire_at=now + timedelta(seconds=expires_in))
+        self._changed(Change("key", key_id))
         return IssuedKey(rolled, secret)
