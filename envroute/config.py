@@ -330,6 +330,7 @@ def _jwt(section: _Section, environments: Mapping[str, EnvironmentSettings]) -> 
         key_id_claim=section.string("key_id_claim", "sub"),
         environment_claim=section.string("environment_claim", "environment"),
         metadata_claims=frozen_map(claims), scopes_claim=section.string("scopes_claim"),
+        customer_claim=section.string("customer_claim"),
     )
     section.finish()
     return result

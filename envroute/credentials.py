@@ -66,16 +66,45 @@ class CredentialReader:
                       " (or Basic with the key as user name, or the API key header)")
 
     def strip(self, environ: WSGIEnvironment, credential: Credential) -> None:
-        """Remove the credential from the environ so no backend ever receives it."""
+        """Remove the credential from the environ so no backend ever receives it.
+
+        The risk is every copy a backend can read: the ``Authorization`` and API key
+        headers, the query parameter in ``QUERY_STRING`` and in the raw request URI the
+        server provides (``RAW_URI``, ``REQUEST_URI``: backends and frameworks log them),
+        and a ``Referer`` that repeats it (a browser sends the page's own URL, key and
+        all, with the next request). A ``Referer`` that still holds the secret once the
+        parameter is gone (in its path, say) is dropped whole.
+        """
         if credential.where in ("bearer", "basic"):
             environ.pop("HTTP_AUTHORIZATION", None)
         environ.pop(self.header_key, None)
-        query = environ.get("QUERY_STRING", "")
-        if self.query_param and self.query_param in unquote_plus(query):
-            # drop only the credential's own segments: the rest stays byte for byte
-            kept = [part for part in query.split("&")
-                    if unquote_plus(part.partition("=")[0]) != self.query_param]
-            environ["QUERY_STRING"] = "&".join(kept)
+        if self.query_param:
+            query = environ.get("QUERY_STRING", "")
+            if self.query_param in unquote_plus(query):
+                environ["QUERY_STRING"] = self._without_param(query)
+            for key in ("RAW_URI", "REQUEST_URI"):
+                raw = environ.get(key)
+                if raw and "?" in raw:
+                    path, _, raw_query = raw.partition("?")
+                    if self.query_param in unquote_plus(raw_query):
+                        kept = self._without_param(raw_query)
+                        environ[key] = f"{path}?{kept}" if kept else path
+        referer = environ.get("HTTP_REFERER")
+        if referer:
+            if self.query_param and "?" in referer:
+                head, _, rest = referer.partition("?")
+                query, hash_, fragment = rest.partition("#")
+                kept = self._without_param(query)
+                referer = head + (f"?{kept}" if kept else "") + hash_ + fragment
+            if credential.value in referer or credential.value in unquote_plus(referer):
+                environ.pop("HTTP_REFERER")
+            else:
+                environ["HTTP_REFERER"] = referer
+
+    def _without_param(self, query: str) -> str:
+        """``query`` without the credential's own segments: the rest stays byte for byte."""
+        return "&".join(part for part in query.split("&")
+                        if unquote_plus(part.partition("=")[0]) != self.query_param)
 
 
 def _basic_user(value: str) -> str:

@@ -286,7 +286,8 @@ class ProxyBackend:
         identity = environ.get("envroute.identity")
         if identity is not None:
             headers.update(identity_headers(identity.key_id, identity.environment,
-                                            identity.metadata, self._signing_secret))
+                                            identity.metadata, self._signing_secret,
+                                            customer_id=identity.customer_id))
         request_id = environ.get("envroute.request_id")
         if request_id:
             headers["Envroute-Request-Id"] = request_id

@@ -13,7 +13,13 @@ Configured by ``[jwt]`` (contract §4), compiled once at start-up by
   otherwise);
 - ``environment_claim`` present, naming a configured environment, and ``key_id_claim``
   present; both become the identity's ``environment`` and ``key_id``;
+- ``customer_claim`` (optional) becomes the identity's ``customer_id`` when present;
 - ``metadata_claims`` (metadata name -> claim) copied into the metadata when present;
+- the key id, customer id and every string in a metadata value hold no control character
+  (C0, DEL, C1), and the two ids no edge whitespace and nothing beyond Latin-1: they are
+  sent upstream as header values, and a value that could add or split a header line, or
+  that the proxy cannot encode, is refused here as ``invalid_token`` rather than becoming
+  a ``502`` blamed on a healthy backend;
 - with ``scopes_claim`` set, the claim (space-separated, or a list) becomes the identity's
   scopes, and a token without any scope is refused with 403 ``insufficient_scope``: once
   you configure scopes for tokens, a token never passes as unrestricted by omission.
@@ -27,12 +33,18 @@ identity provider. When the JWKS cannot be fetched and no cached key set is at h
 gateway fails closed with 503 ``store_unavailable`` rather than 401: the token may well
 be good, the caller should retry, and a client must not throw away a valid token
 because the identity provider had an outage. Failed fetches are retried at most every
-``JWKS_RETRY_SECONDS``, answering 503 at once meanwhile.
+``JWKS_RETRY_SECONDS``, answering 503 at once meanwhile. The JWKS URL is named in logs
+and errors without its query string, which may hold an access token.
+
+PyJWT 2.15 or later is required: older versions accept unknown ``crit`` header extensions
+(CVE-2026-32597, fixed in 2.12) and let a deeply nested header or payload raise
+``RecursionError`` out of the verifier (fixed in 2.14 and 2.15).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Mapping
@@ -102,6 +114,39 @@ def _invalid(reason: str) -> Problem:
     return Problem("invalid_token", reason)
 
 
+#: C0 controls, DEL and C1 controls: none may reach a header line or a log line.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+#: What a header value may hold as envroute sends it: Latin-1 without controls.
+_HEADER_SAFE = re.compile(r"[\x20-\x7e\xa0-\xff]*")
+
+
+def _header_value(value: str, claim: str) -> str:
+    """``value`` if it can be sent upstream as one header value unchanged, else refused."""
+    if not _HEADER_SAFE.fullmatch(value) or value != value.strip(" "):
+        raise _invalid(f"the token's {claim} claim holds a character that cannot be sent "
+                       "in a header")
+    return value
+
+
+def _check_metadata(value: object, claim: str, depth: int = 0) -> None:
+    """Refuse a metadata claim holding a control character anywhere (keys too)."""
+    if isinstance(value, str):
+        if _CONTROL.search(value):
+            raise _invalid(f"the token's {claim} claim holds a control character")
+    elif isinstance(value, list):
+        for item in value:
+            _check_metadata(item, claim, depth + 1)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_metadata(key, claim, depth + 1)
+            _check_metadata(item, claim, depth + 1)
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its query string and fragment (they may hold a token)."""
+    return url.partition("?")[0].partition("#")[0]
+
+
 # -- where keys come from ---------------------------------------------------------------
 
 
@@ -113,7 +158,7 @@ class _JwksKeys:
         # fetches, which PyJWKClient would retry on every request.
         self.client = jwt.PyJWKClient(url, cache_jwk_set=True, lifespan=JWKS_LIFESPAN,
                                       timeout=JWKS_TIMEOUT, cooldown_duration=0)
-        self.url = url
+        self.url = redact_url(url)  # for messages: the query string may hold a token
         self.refetch_interval = (JWKS_REFETCH_SECONDS if refetch_interval is None
                                  else refetch_interval)
         self._next_refetch = 0.0
@@ -128,34 +173,27 @@ class _JwksKeys:
             raise StoreUnavailable(f"the JWKS at {self.url} could not be fetched recently")
         try:
             return self.client.get_signing_keys(refresh=refresh)
-        except PyJWKClientConnectionError as exc:
+        except PyJWKClientConnectionError:
             self._failed_until = now + JWKS_RETRY_SECONDS
-            raise StoreUnavailable(f"the JWKS at {self.url} cannot be fetched: {exc}") from exc
-        except (PyJWKClientError, PyJWKSetError) as exc:
+            # PyJWT's message repeats the URL, query string and all: never passed on
+            raise StoreUnavailable(f"the JWKS at {self.url} cannot be fetched") from None
+        except (PyJWKClientError, PyJWKSetError):
             self._failed_until = now + JWKS_RETRY_SECONDS
-            raise StoreUnavailable(f"the JWKS at {self.url} is unusable: {exc}") from exc
+            raise StoreUnavailable(f"the JWKS at {self.url} is unusable") from None
 
     def key_for(self, header: Mapping[str, Any]) -> PyJWK:
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise _invalid("the token's header names no key (kid)")
         with self._lock:
-            match = PyJWKClientMatch.find(self._signing_keys(), kid)
+            match = jwt.PyJWKClient.match_kid(self._signing_keys(), kid)
             if match is None and time.monotonic() >= self._next_refetch:
                 self._next_refetch = time.monotonic() + self.refetch_interval
                 logger.info("JWT names unknown kid %r; fetching the JWKS again", kid[:64])
-                match = PyJWKClientMatch.find(self._signing_keys(refresh=True), kid)
+                match = jwt.PyJWKClient.match_kid(self._signing_keys(refresh=True), kid)
         if match is None:
             raise _invalid("the token's key (kid) is not one the identity provider publishes")
         return match
-
-
-class PyJWKClientMatch:
-    """``kid`` lookup in a list of JWKs (PyJWKClient.match_kid, as a typed helper)."""
-
-    @staticmethod
-    def find(keys: list[PyJWK], kid: str) -> PyJWK | None:
-        return next((key for key in keys if key.key_id == kid), None)
 
 
 def _load_public_key(pem: str, index: int, source: str) -> tuple[Any, tuple[str, ...]]:
@@ -235,9 +273,12 @@ class JwtVerifier:
         }
         if self._jwks is not None:
             jwk = self._jwks.key_for(jwt.get_unverified_header(token))
-            if algorithm not in _jwk_algorithms(jwk):
+            # PyJWT checks the token's alg against the algorithm the JWK is bound to (its
+            # ``alg`` member, else its key type's default), so a key never checks a token
+            # of another algorithm.
+            if algorithm != jwk.algorithm_name:
                 raise _invalid("the token's algorithm does not match its key")
-            candidates: list[Any] = [jwk.key]
+            candidates: list[Any] = [jwk]
         else:
             candidates = [key for key, usable in self._static if algorithm in usable]
         last: PyJWTError = InvalidSignatureError()
@@ -264,16 +305,27 @@ class JwtVerifier:
         if environment not in self.environments:
             raise _invalid(f"the token's {settings.environment_claim} claim names no "
                            "configured environment")
+        key_id = _header_value(str(key_id), settings.key_id_claim)
+        customer_id: str | None = None
+        if settings.customer_claim:
+            value = claims.get(settings.customer_claim)
+            if isinstance(value, str | int) and not isinstance(value, bool) and value != "":
+                customer_id = _header_value(str(value), settings.customer_claim)
+            elif value is not None:
+                raise _invalid(f"the token's {settings.customer_claim} claim is not a string")
         metadata = {name: claims[claim] for name, claim in settings.metadata_claims.items()
                     if claims.get(claim) is not None}
+        for name, value in metadata.items():
+            _check_metadata(value, settings.metadata_claims[name])
         scopes: frozenset[str] = frozenset()
         if settings.scopes_claim:
             scopes = _scopes(claims.get(settings.scopes_claim))
             if not scopes:
                 raise Problem("insufficient_scope", f"the token grants no scopes "
                               f"(claim {settings.scopes_claim!r})")
-        return Identity(key_id=str(key_id), environment=environment, metadata=metadata,
-                        source="jwt", scopes=scopes, display=f"jwt:{key_id}"[:80])
+        return Identity(key_id=key_id, environment=environment, metadata=metadata,
+                        source="jwt", scopes=scopes, display=f"jwt:{key_id}"[:80],
+                        customer_id=customer_id)
 
 
 def _scopes(value: object) -> frozenset[str]:
@@ -283,16 +335,6 @@ def _scopes(value: object) -> frozenset[str]:
     if isinstance(value, list):
         return frozenset(s for s in value if isinstance(s, str) and s)
     return frozenset()
-
-
-def _jwk_algorithms(jwk: PyJWK) -> tuple[str, ...]:
-    """The algorithms a JWK may check: its ``alg`` member, else those of its key type."""
-    named = getattr(jwk, "_jwk_data", {}).get("alg")
-    if isinstance(named, str) and named:
-        return (named,)
-    prefixes = _FAMILIES.get(str(jwk.key_type), ())
-    return tuple(a for a in jwt.algorithms.get_default_algorithms()
-                 if a.startswith(prefixes))
 
 
 def build_token_verifier(jwt_settings: JwtSettings, settings: Settings) -> JwtVerifier:

@@ -289,3 +289,100 @@ def test_jwt_not_configured(make_gateway: GatewayFactory, tmp_path: Path) -> Non
     token = jwt.encode(claims(), RSA_KEY, algorithm="RS256")
     status, body = call(gateway, token)
     assert (status, body["code"]) == (401, "invalid_token")  # type: ignore[index]
+
+
+# -- 0.2: nothing a token carries can add or split a header line -------------------------
+
+CONTROL_CHARACTERS = ["\r", "\n", "\r\nX-Injected: 1", "\x00", "\x01", "\t", "\x1b",
+                      "\x7f", "\x85"]
+
+
+@pytest.mark.parametrize("character", CONTROL_CHARACTERS,
+                         ids=[repr(c)[1:-1] for c in CONTROL_CHARACTERS])
+@pytest.mark.parametrize("where", ["sub", "org_id", "tier", "nested-list", "nested-key"])
+def test_a_control_character_in_an_identity_claim_is_invalid_token(
+        make_gateway: GatewayFactory, tmp_path: Path, where: str, character: str) -> None:
+    gateway = make_gateway(config(f"sqlite:///{tmp_path / 'k.db'}", jwt=jwt_section(
+        customer_claim="org_id", metadata_claims={"tier": "tier", "groups": "groups",
+                                                  "extra": "extra"})))
+    bad = f"a{character}b"
+    changes: dict[str, Any] = {
+        "sub": {"sub": bad}, "org_id": {"org_id": bad}, "tier": {"tier": bad},
+        "nested-list": {"groups": ["ok", [bad]]}, "nested-key": {"extra": {bad: 1}},
+    }[where]
+    token = jwt.encode(claims(**{"org_id": "acme", **changes}), RSA_KEY, algorithm="RS256")
+    status, body = call(gateway, token)
+    assert (status, body["code"]) == (401, "invalid_token")  # type: ignore[index]
+
+
+@pytest.mark.parametrize(("claim", "value"), [
+    pytest.param("sub", "用户", id="sub-beyond-latin-1"),
+    pytest.param("org_id", "acmé\u2028", id="customer-beyond-latin-1"),
+    pytest.param("sub", " padded", id="sub-leading-space"),
+    pytest.param("org_id", "acme ", id="customer-trailing-space"),
+    pytest.param("org_id", ["acme"], id="customer-not-a-string"),
+])
+def test_an_id_that_cannot_be_a_header_value_is_refused_at_authentication(
+        make_gateway: GatewayFactory, tmp_path: Path, claim: str, value: Any) -> None:
+    gateway = make_gateway(config(f"sqlite:///{tmp_path / 'k.db'}",
+                                  jwt=jwt_section(customer_claim="org_id")))
+    token = jwt.encode(claims(**{claim: value}), RSA_KEY, algorithm="RS256")
+    status, body = call(gateway, token)
+    assert (status, body["code"]) == (401, "invalid_token")  # type: ignore[index]
+
+
+@pytest.mark.parametrize(("changes", "expected"), [
+    pytest.param({"org_id": "acme"}, "acme", id="string"),
+    pytest.param({"org_id": 1234}, "1234", id="number"),
+    pytest.param({}, None, id="absent"),
+    pytest.param({"sub": "jane.doe@example.com", "org_id": "café"}, "café",
+                 id="latin-1-and-dots"),
+])
+def test_customer_claim_becomes_the_customer_id(tmp_path: Path, changes: dict[str, Any],
+                                                expected: str | None) -> None:
+    seen = Seen()
+    gateway = EnvRouter(seen, {**config(f"sqlite:///{tmp_path / 'k.db'}",
+                                        jwt=jwt_section(customer_claim="org_id")),
+                               "routes": [{"when": {}, "backend": "app"}]})
+    try:
+        token = jwt.encode(claims(**changes), RSA_KEY, algorithm="RS256")
+        assert call(gateway, token) == (200, "ok")
+    finally:
+        gateway.store.close()
+    assert seen.identity is not None and seen.identity.customer_id == expected
+
+
+def b64(data: bytes) -> str:
+    return jwt.utils.base64url_encode(data).decode()
+
+
+def test_crafted_headers_are_invalid_token_never_an_exception(gateway: EnvRouter) -> None:
+    critical = jwt.encode(claims(), RSA_KEY, algorithm="RS256",
+                          headers={"crit": ["x-policy"], "x-policy": "mfa"})
+    status, body = call(gateway, critical)  # PyJWT < 2.12 accepted it
+    assert (status, body["code"]) == (401, "invalid_token")  # type: ignore[index]
+    depth = 100_000
+    nested = b'{"alg":"RS256","x":' + b"[" * depth + b"]" * depth + b"}"
+    token = f"{b64(nested)}.{b64(json.dumps(claims()).encode())}.{b64(b'sig')}"
+    status, body = call(gateway, token)  # PyJWT < 2.14 raised RecursionError: a 500
+    assert (status, body["code"]) == (401, "invalid_token")  # type: ignore[index]
+
+
+def test_the_pyjwt_floor_is_installed() -> None:
+    from importlib.metadata import requires, version
+    assert tuple(int(p) for p in version("pyjwt").split(".")[:2]) >= (2, 15)
+    assert any(r.startswith("pyjwt[crypto]>=2.15") for r in requires("envroute") or [])
+
+
+def test_a_jwks_query_string_is_never_logged_or_answered(
+        make_gateway: GatewayFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    url = f"http://127.0.0.1:{free_port()}/jwks?access_token=tok-SECRET-123"
+    gateway = make_gateway(config(f"sqlite:///{tmp_path / 'k.db'}", jwt={
+        "algorithms": ["RS256"], "jwks_url": url}))
+    token = jwt.encode(claims(), RSA_KEY, algorithm="RS256", headers={"kid": "k1"})
+    with caplog.at_level("DEBUG"):
+        status, body = call(gateway, token)
+    assert (status, body["code"]) == (503, "store_unavailable")  # type: ignore[index]
+    assert "tok-SECRET" not in json.dumps(body)
+    assert "tok-SECRET" not in caplog.text
+    assert all("tok-SECRET" not in str(r.args) for r in caplog.records)
