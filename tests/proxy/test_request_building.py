@@ -211,3 +211,19 @@ def test_one_pool_per_process_sized_from_pool_size(pool_size: int, expected: int
     assert forked is not first
     assert proxy._connection() is forked
     proxy.close()
+
+
+@responses.activate
+@pytest.mark.parametrize("customer_id", [None, "acme"])
+def test_the_customer_is_sent_and_signed(customer_id: str | None) -> None:
+    from envroute import verify_signature
+    responses.add(responses.GET, "http://127.0.0.1:9000/x", body=b"ok")
+    proxy = ProxyBackend(BackendSettings(name="p", url="http://127.0.0.1:9000"),
+                         signing_secret="s3cret")
+    env = EnvironBuilder(path="/x", headers={"Envroute-Customer-Id": "forged"}).get_environ()
+    env["envroute.identity"] = Identity("jane.doe@example.com", "sandbox", {"tier": "pro"},
+                                        customer_id=customer_id)
+    list(proxy(env, lambda *args: None))
+    sent = responses.calls[0].request.headers
+    assert sent.get("Envroute-Customer-Id") == customer_id
+    assert verify_signature(dict(sent), "s3cret")
