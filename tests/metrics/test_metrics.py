@@ -1,0 +1,199 @@
+"""The recorder and the metrics endpoint, in process (no server)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from envroute import metrics, metricsdir
+from envroute.settings import MetricsSettings
+
+from .support import Samples, delta, parse, value
+
+TOKEN = "scrape-token-0123456789"
+
+
+def call(app: Callable[..., Any], method: str = "GET", path: str = "/metrics",
+         **headers: str) -> tuple[str, dict[str, str], bytes]:
+    seen: dict[str, Any] = {}
+
+    def start_response(status: str, response_headers: list[tuple[str, str]],
+                       exc_info: Any = None) -> None:
+        seen.update(status=status, headers=dict(response_headers))
+
+    environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": "",
+               "envroute.request_id": "req_test", **headers}
+    body = b"".join(app(environ, start_response))
+    return seen["status"], seen["headers"], body
+
+
+@pytest.fixture
+def open_endpoint() -> metrics.MetricsEndpoint:
+    endpoint = metrics.enable(MetricsSettings(path="/metrics"))
+    assert endpoint is not None
+    return endpoint
+
+
+@pytest.fixture
+def guarded_endpoint() -> metrics.MetricsEndpoint:
+    endpoint = metrics.enable(MetricsSettings(path="/metrics", token=TOKEN))
+    assert endpoint is not None
+    return endpoint
+
+
+def scrape(endpoint: metrics.MetricsEndpoint) -> Samples:
+    status, headers, body = call(endpoint)
+    assert status == "200 OK"
+    assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    return parse(body.decode())
+
+
+def test_off_unless_a_path_is_set() -> None:
+    assert metrics.enable(MetricsSettings()) is None
+
+
+def test_multiprocess_directory_is_set_up(open_endpoint: metrics.MetricsEndpoint) -> None:
+    directory = os.environ[metricsdir.ENV_VAR]
+    assert directory == os.environ[metricsdir.OWNED_VAR]
+    assert os.path.basename(directory) == metricsdir.process_tag(os.getpid())
+    assert os.stat(directory).st_mode & 0o077 == 0
+
+
+def test_counts_are_exact(open_endpoint: metrics.MetricsEndpoint) -> None:
+    before = scrape(open_endpoint)
+    for _ in range(3):
+        metrics.observe_request("sandbox", "app", "ok", 0.003)
+    metrics.observe_request("production", "billing", "rate_limited", 0.0001)
+    metrics.observe_request(None, None, "missing_credentials", 0.00002)
+    metrics.observe_upstream("billing", 0.2)
+    metrics.auth_cache("hit")
+    metrics.auth_cache("hit")
+    metrics.auth_cache("miss")
+    metrics.store_error()
+    changes = delta(before, scrape(open_endpoint))
+    assert value(changes, "envroute_requests_total", environment="sandbox", backend="app",
+                 code="ok") == 3
+    assert value(changes, "envroute_requests_total", environment="production",
+                 backend="billing", code="rate_limited") == 1
+    assert value(changes, "envroute_requests_total", environment="-", backend="-",
+                 code="missing_credentials") == 1
+    duration = "envroute_request_duration_seconds"
+    assert value(changes, f"{duration}_count", environment="sandbox", backend="app") == 3
+    assert value(changes, f"{duration}_sum", environment="sandbox",
+                 backend="app") == pytest.approx(0.009)
+    assert value(changes, f"{duration}_bucket", environment="sandbox", backend="app",
+                 le="0.0025") == 0
+    assert value(changes, f"{duration}_bucket", environment="sandbox", backend="app",
+                 le="0.005") == 3
+    assert value(changes, f"{duration}_bucket", environment="sandbox", backend="app",
+                 le="+Inf") == 3
+    assert value(changes, "envroute_upstream_duration_seconds_count", backend="billing") == 1
+    assert value(changes, "envroute_auth_cache_total", result="hit") == 2
+    assert value(changes, "envroute_auth_cache_total", result="miss") == 1
+    assert value(changes, "envroute_store_errors_total") == 1
+
+
+def test_no_key_or_customer_label(open_endpoint: metrics.MetricsEndpoint) -> None:
+    metrics.observe_request("sandbox", "app", "ok", 0.001)
+    names = {label for (_, labels) in scrape(open_endpoint) for label, _ in labels}
+    assert names <= {"environment", "backend", "code", "result", "le"}
+
+
+def test_a_series_flood_is_folded(open_endpoint: metrics.MetricsEndpoint,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    recorder = open_endpoint._recorder
+    monkeypatch.setattr(metrics, "MAX_SERIES", len(recorder._children))
+    before = scrape(open_endpoint)
+    for n in range(5):
+        metrics.observe_request("sandbox", f"made-up-{n}", "backend_unavailable", 0.001)
+    changes = delta(before, scrape(open_endpoint))
+    assert value(changes, "envroute_requests_total", environment="other", backend="other",
+                 code="other") == 5
+    assert not any("made-up" in str(labels) for (_, labels) in changes)
+    for key in [k for k in recorder._children if "other" in k]:
+        del recorder._children[key]  # later tests count series of their own
+
+
+@pytest.mark.parametrize(("headers", "status", "code"), [
+    pytest.param({}, 401, "missing_credentials", id="none"),
+    pytest.param({"HTTP_AUTHORIZATION": f"Bearer {TOKEN}x"}, 401, "invalid_token",
+                 id="another-token"),
+    pytest.param({"HTTP_AUTHORIZATION": "Bearer sk_test_abc"}, 401, "invalid_token",
+                 id="an-api-key-as-bearer"),
+    pytest.param({"HTTP_X_API_KEY": "sk_test_abc"}, 401, "missing_credentials",
+                 id="an-api-key-header"),
+    pytest.param({"HTTP_AUTHORIZATION": f"Basic {TOKEN}"}, 401, "missing_credentials",
+                 id="basic"),
+    pytest.param({"HTTP_AUTHORIZATION": f"Bearer {TOKEN}"}, 200, None, id="the-token"),
+    pytest.param({"HTTP_AUTHORIZATION": f"bearer  {TOKEN} "}, 200, None,
+                 id="scheme-any-case"),
+])
+def test_token(guarded_endpoint: metrics.MetricsEndpoint, headers: dict[str, str],
+               status: int, code: str | None) -> None:
+    answer_status, answer_headers, body = call(guarded_endpoint, **headers)
+    assert int(answer_status[:3]) == status
+    if code is None:
+        assert b"envroute_requests_total" in body
+        return
+    problem = json.loads(body)
+    assert (problem["code"], problem["request_id"]) == (code, "req_test")
+    assert answer_headers["WWW-Authenticate"].startswith("Bearer")
+    assert b"envroute_" not in body
+
+
+@pytest.mark.parametrize(("method", "path", "matches"), [
+    pytest.param("GET", "/metrics", True, id="get"),
+    pytest.param("HEAD", "/metrics", True, id="head"),
+    pytest.param("POST", "/metrics", False, id="post-goes-to-the-backend"),
+    pytest.param("GET", "/metrics/", False, id="not-exact"),
+    pytest.param("GET", "/v1/metrics", False, id="other-path"),
+])
+def test_matches(open_endpoint: metrics.MetricsEndpoint, method: str, path: str,
+                 matches: bool) -> None:
+    assert open_endpoint.matches({"REQUEST_METHOD": method, "PATH_INFO": path}) is matches
+
+
+def test_head_has_no_body(open_endpoint: metrics.MetricsEndpoint) -> None:
+    status, headers, body = call(open_endpoint, method="HEAD")
+    assert (status, body) == ("200 OK", b"")
+    assert int(headers["Content-Length"]) > 0
+
+
+@pytest.mark.filterwarnings("ignore:This process:DeprecationWarning")  # fork with threads
+def test_counts_of_a_forked_child_are_its_own(open_endpoint: metrics.MetricsEndpoint) -> None:
+    """A worker forked after requests were buffered must not write its parent's counts."""
+    metrics.observe_request("sandbox", "fork", "ok", 0.001)  # buffered, not yet flushed
+    before = scrape(open_endpoint)  # flushes the parent's count
+    metrics.observe_request("sandbox", "fork", "ok", 0.001)
+    pid = os.fork()
+    if pid == 0:  # the child: one request of its own, then exit (atexit does not run)
+        metrics.observe_request("sandbox", "fork", "ok", 0.001)
+        open_endpoint._recorder.flush()
+        os._exit(0)
+    assert os.waitpid(pid, 0)[1] == 0
+    changes = delta(before, scrape(open_endpoint))
+    assert value(changes, "envroute_requests_total", environment="sandbox", backend="fork",
+                 code="ok") == 2
+
+
+@pytest.mark.parametrize(("code", "expected"), [
+    pytest.param("import envroute, envroute.metrics, envroute.gateway, envroute.auth; "
+                 "print('prometheus_client' in sys.modules)", "False", id="core-imports-none"),
+    pytest.param("sys.modules['prometheus_client'] = None; from envroute import metrics; "
+                 "from envroute.settings import MetricsSettings\n"
+                 "try: metrics.enable(MetricsSettings(path='/metrics'))\n"
+                 "except Exception as exc: print(exc)",
+                 "<config>: metrics.path: needs the metrics extra: "
+                 "pip install 'envroute[metrics]'", id="extra-missing"),
+])
+def test_prometheus_client_only_when_enabled(code: str, expected: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k != metricsdir.ENV_VAR}
+    output = subprocess.run([sys.executable, "-c", f"import sys\n{code}"], env=env,
+                            capture_output=True, text=True, check=True).stdout
+    assert output.strip() == expected
