@@ -193,7 +193,7 @@ def _check(args: argparse.Namespace) -> int:
 
 def _explain(args: argparse.Namespace) -> int:
     from .gateway import as_problem
-    from .policies import DRY_RUN_KEY
+    from .names import DRY_RUN_KEY
 
     router = _router(args, placeholder=True)
     path, _, query = args.path.partition("?")
@@ -223,7 +223,8 @@ def _explain(args: argparse.Namespace) -> int:
     print(f"key       {identity.key_id} ({identity.environment}, {identity.display})")
     print(f"metadata  {json.dumps(dict(identity.metadata), sort_keys=True)}")
     print(f"route     {route.label}  when {when}")
-    kind = "failover" if route.failover else "split" if route.split else "backend"
+    kind = ("failover" if route.failover else "split" if route.split
+            else f"from {route.backend_from}" if route.backend_from else "backend")
     print(f"{kind:<10}" + " -> ".join(f"{n} ({targets[n]})" for n in decision.backends))
     return 0
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 from typing import Protocol
 
 from .identity import Identity
+from .names import DRY_RUN_KEY
 from .settings import Settings
 from .typing import HeaderList, WSGIEnvironment
 
-#: Set in the environ by ``envroute explain``: policies decide without counting anything.
-DRY_RUN_KEY = "envroute.explain"
+__all__ = ["DRY_RUN_KEY", "Policy", "build_policies", "close_policies"]
 
 
 class Policy(Protocol):

@@ -39,6 +39,11 @@ def register_store(scheme: str, factory: str) -> None:
     _SCHEMES[scheme] = factory
 
 
+def registered_schemes() -> frozenset[str]:
+    """The URL schemes :func:`open_store` can open (config validation checks against it)."""
+    return frozenset(_SCHEMES)
+
+
 def open_store(url: str) -> KeyStore:
     """The store for ``url``; a :class:`ConfigError` for a scheme nobody registered."""
     scheme = url.partition("://")[0]
@@ -58,4 +63,4 @@ def open_store(url: str) -> KeyStore:
 
 __all__ = ["AuditRecord", "BackendRecord", "Change", "CustomerRecord", "InvalidationSource",
            "KeyRecord", "KeyStore", "SecretMatch", "UsageBatch", "UsageDay", "open_store",
-           "register_store"]
+           "register_store", "registered_schemes"]

@@ -1,8 +1,10 @@
 """System checks (``manage.py check``) for envroute's settings.
 
-``settings.ENVROUTE`` is run through :func:`envroute.config.parse_settings`, the same
-validation the gateway does at start-up, so a mistake shows up in ``check`` (and in
-``runserver``, ``migrate``, CI) with the key that is wrong, not on the first request.
+``settings.ENVROUTE`` is run through :func:`envroute.config.parse_settings`, the one
+validation pass the gateway does at start-up (scope patterns, backend and store URLs, JWT
+keys, limit strings, ``per``, ``when`` environments, request conditions), so a mistake
+shows up in ``check`` (and in ``runserver``, ``migrate``, CI) with the key that is wrong,
+and ``check`` never says OK about settings the server would then refuse.
 
 ====================  ===========================================================
 ``envroute.E001``     ``settings.ENVROUTE`` is missing or not a dict
@@ -10,7 +12,8 @@ validation the gateway does at start-up, so a mistake shows up in ``check`` (and
 ``envroute.E003``     the middleware is not in ``MIDDLEWARE``
 ``envroute.E004``     ``ENVROUTE_EXEMPT_PATHS`` is not a list of paths starting with /
 ``envroute.E005``     the ``django://`` store names a database not in ``DATABASES``
-``envroute.E006``     the store URL's scheme is not a known store
+``envroute.E006``     the store URL is unusable: unknown scheme, missing extra, or a
+                      SQLite file whose directory does not exist
 ====================  ===========================================================
 """
 
@@ -30,7 +33,6 @@ from .apps import STORE_SCHEME
 from .conf import MIDDLEWARE, conf
 
 TAG = "envroute"
-KNOWN_SCHEMES = frozenset({STORE_SCHEME, "sqlite", "postgresql", "postgres"})
 EXAMPLE = ('ENVROUTE = {"secret": os.environ["ENVROUTE_SECRET"], '
            '"routes": [{"when": {}, "backend": "app"}]}')
 
@@ -51,12 +53,12 @@ def _check_config() -> list[CheckMessage]:
                                 builtin_backends=[APP_BACKEND])
     except ConfigError as exc:
         where = f"settings.ENVROUTE[{_subscript(exc.key)}]" if exc.key else "settings.ENVROUTE"
+        if exc.key == "store.url":
+            return [Error(f"{where}: {exc.reason}.",
+                          hint="Use django:// (the project's database, the default), "
+                               "sqlite:///path.db or postgresql://…", id="envroute.E006")]
         return [Error(f"{where}: {exc.reason}", hint=_hint(exc.key), id="envroute.E002")]
     scheme, _, _ = parsed.store_url.partition("://")
-    if scheme not in KNOWN_SCHEMES:
-        return [Error(f"settings.ENVROUTE['store']['url']: unknown store scheme {scheme!r}.",
-                      hint="Use django:// (the project's database, the default), "
-                           "sqlite:///path.db or postgresql://…", id="envroute.E006")]
     if scheme == STORE_SCHEME:
         from .store import database_alias
 

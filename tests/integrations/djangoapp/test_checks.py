@@ -44,6 +44,23 @@ CASES = [
                  id="E005"),
     pytest.param({"ENVROUTE": {**valid(), "store": {"url": "mongodb://db/keys"}}},
                  "envroute.E006", "unknown store scheme 'mongodb'", id="E006"),
+    pytest.param({"ENVROUTE": {**valid(), "store": {"url": "sqlite:///no/such/dir/k.db"}}},
+                 "envroute.E006", "does not exist", id="E006-missing-sqlite-directory"),
+    # what start-up would refuse is what check reports (one validation pass, issue 10)
+    pytest.param({"ENVROUTE": {**valid(), "scopes": {"r": ["GET /v1/**/x"]}}},
+                 "envroute.E002", "settings.ENVROUTE['scopes']['r']: ", id="E002-scope-pattern"),
+    pytest.param({"ENVROUTE": {**valid(), "routes": [{"when": {"environment": "live"},
+                                                      "backend": "app"}]}},
+                 "envroute.E002", "'live' is not a configured environment",
+                 id="E002-when-environment"),
+    pytest.param({"ENVROUTE": {**valid(), "rate_limits": {"rules": [{"limit": "1/second",
+                                                                     "per": ""}]}}},
+                 "envroute.E002", "is empty", id="E002-empty-per"),
+    pytest.param({"ENVROUTE": {**valid(), "jwt": {"algorithms": ["HS256"], "secret": "x"}}},
+                 "envroute.E002", "at least 32 bytes", id="E002-jwt-secret"),
+    pytest.param({"ENVROUTE": {**valid(), "backends": {"x": {"url": "http://h:port"}},
+                               "routes": [{"when": {}, "backend": "x"}]}},
+                 "envroute.E002", "invalid port", id="E002-backend-url"),
 ]
 
 

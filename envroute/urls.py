@@ -1,0 +1,83 @@
+"""Validation of the URLs configuration names: backends (configured or stored) and stores.
+
+One place, used by the configuration (``[backends.NAME] url``, ``[store] url``) and by
+anything that stores a backend, so a stored backend is "validated exactly as
+``[backends.NAME] url`` is" (§13) and ``manage.py check`` catches what the proxy would
+refuse at start-up. Each function raises ``ValueError`` with a one-line reason; the
+caller names the key.
+
+Relative ``sqlite:///`` paths are resolved here against the directory of the TOML file
+that names them (§9), so ``--config /etc/envroute.toml`` run from anywhere opens the same
+store; a directory that does not exist is one clear line naming it, not SQLite's "unable
+to open database file".
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+
+#: Store schemes built into the core, with the module each needs (None: the stdlib).
+_STORE_EXTRAS = {"sqlite": None, "postgresql": ("psycopg", "postgres"),
+                 "postgres": ("psycopg", "postgres")}
+SQLITE_PREFIX = "sqlite:///"
+
+
+def check_backend_url(url: str) -> None:
+    """An ``http(s)://host[:port][/path]`` URL with no credentials, query or fragment."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{url!r} is not an http:// or https:// URL")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("credentials in a backend URL are not supported")
+    if parts.query or parts.fragment or "?" in url or "#" in url:
+        raise ValueError("a backend URL takes no query string or fragment")
+    try:
+        parts.port  # noqa: B018 - raises for a port that is not a number
+    except ValueError:
+        raise ValueError(f"{url!r} has an invalid port") from None
+    if any(c.isspace() or ord(c) < 32 for c in url):
+        raise ValueError(f"{url!r} holds spaces or control characters")
+
+
+def resolve_store_url(url: str, base: str | os.PathLike[str] | None = None) -> str:
+    """``url`` with a relative ``sqlite:///`` path made absolute against ``base``.
+
+    ``base`` is the directory of the TOML file (``None``: the current directory, for a dict
+    or ``--store``). Other URLs are returned unchanged. ``ValueError`` when the SQLite
+    file's directory does not exist.
+    """
+    if not url.startswith(SQLITE_PREFIX):
+        return url
+    path = url[len(SQLITE_PREFIX):]
+    if not path or path == ":memory:":
+        raise ValueError(f"{url!r}: expected sqlite:///relative/path.db or "
+                         "sqlite:////absolute/path.db")
+    resolved = Path(path) if Path(path).is_absolute() else Path(base or Path.cwd()) / path
+    resolved = Path(resolved.absolute())
+    if not resolved.parent.is_dir():
+        raise ValueError(f"the directory {resolved.parent} does not exist "
+                         f"(create it, or point the store elsewhere)")
+    return SQLITE_PREFIX + str(resolved)
+
+
+def check_store_url(url: str, known_schemes: frozenset[str]) -> None:
+    """A URL whose scheme some store handles, with that store's client library present."""
+    scheme, sep, _ = url.partition("://")
+    if not sep or not scheme:
+        raise ValueError("expected a URL such as sqlite:///envroute.db or "
+                         "postgresql://host/db")
+    if scheme not in known_schemes:
+        known = ", ".join(sorted(f"{s}://" for s in known_schemes))
+        raise ValueError(f"unknown store scheme {scheme!r} (known: {known})")
+    extra = _STORE_EXTRAS.get(scheme)
+    if extra is not None and importlib.util.find_spec(extra[0]) is None:
+        raise ValueError(f"the {scheme}:// store needs an extra: "
+                         f"pip install 'envroute[{extra[1]}]'")
+    if scheme.startswith("postgres"):
+        try:
+            urlsplit(url).port  # noqa: B018
+        except ValueError:
+            raise ValueError("the store URL has an invalid port") from None
