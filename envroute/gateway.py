@@ -139,7 +139,7 @@ class EnvRouter:
         headers: HeaderList = []
         for policy in self.policies:
             headers.extend(policy.check(identity, environ))
-        decision = self.router.route(identity)
+        decision = self.router.route(identity, environ)
         environ[BACKEND_KEY] = decision.backends[0]
         return Admission(identity, decision, headers)
 
