@@ -16,10 +16,15 @@ request; a scope name that the configuration does not define allows nothing (a t
 may name scopes that belong to other services). Everything else is 403
 ``insufficient_scope``.
 
-Security: ``PATH_INFO`` arrives percent-decoded but not normalised, so a restricted
-identity's request whose path has a ``.`` or ``..`` segment is refused outright: a
-backend that resolves ``/v1/charges/../admin`` must never see it through a scope that
-only allows ``/v1/charges/*``.
+Security: a scope is decided on what the backend will act on. ``PATH_INFO`` arrives
+percent-decoded once but not normalised, and backends normalise further: Tomcat and Spring
+drop ``;parameters`` from a segment (``/v1/files/..;/admin`` is ``/admin`` to them), some
+decode again (``%2e%2e``), some split on ``\\``. A restricted identity's request whose path
+holds a dot segment in any of those readings is refused outright, so a backend that
+resolves it never sees it through a scope that only allows ``/v1/files/*``. And because
+frameworks honour method-override headers (``X-HTTP-Method-Override``, ``X-HTTP-Method``,
+``X-Method-Override``), those are removed from a restricted identity's request: the method
+the scope allowed is the method the backend acts on.
 """
 
 from __future__ import annotations
@@ -27,13 +32,20 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 from .errors import ConfigError
 from .identity import Identity
+from .patterns import METHOD, compile_path
 from .problems import Problem
 from .typing import HeaderList, WSGIEnvironment
 
-_SEGMENT = "[^/]+"
+#: Headers through which frameworks let a client change the method (environ names).
+METHOD_OVERRIDE_HEADERS = ("HTTP_X_HTTP_METHOD_OVERRIDE", "HTTP_X_HTTP_METHOD",
+                           "HTTP_X_METHOD_OVERRIDE")
+#: How many further percent-decodings a backend might apply that we still look through.
+_DECODE_ROUNDS = 3
+_SEPARATORS = re.compile(r"[/\\]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,23 +70,14 @@ def compile_pattern(text: str) -> ScopePattern:
         raise ValueError(f"{text!r} is not 'METHOD /path' (METHOD may be *)")
     methods: frozenset[str] | None = None
     if method != "*":
-        method = method.upper()
+        if not METHOD.match(method):
+            raise ValueError(f"{text!r} is not 'METHOD /path' (an upper-case METHOD, or *)")
         methods = frozenset({method, "HEAD"}) if method == "GET" else frozenset({method})
-    segments = path[1:].split("/")
-    parts: list[str] = []
-    for index, segment in enumerate(segments):
-        if segment == "**":
-            if index != len(segments) - 1:
-                raise ValueError(f"{text!r}: '**' may only be the last segment")
-            parts.append("(?:/.*)?")
-        elif segment == "*":
-            parts.append("/" + _SEGMENT)
-        elif "*" in segment:
-            raise ValueError(f"{text!r}: '*' must be a whole path segment")
-        else:
-            parts.append("/" + re.escape(segment))
-    regex = "".join(parts)
-    return ScopePattern(methods, re.compile(regex or "/"), text)
+    try:
+        regex = compile_path(path)
+    except ValueError as exc:
+        raise ValueError(f"{text!r}: {exc}") from None
+    return ScopePattern(methods, regex, text)
 
 
 def compile_scopes(
@@ -90,8 +93,26 @@ def compile_scopes(
     return compiled
 
 
-def _has_dot_segment(path: str) -> bool:
-    return any(segment in (".", "..") for segment in path.split("/"))
+def _is_dot(segment: str) -> bool:
+    """``.`` / ``..``, also with ``;parameters`` (``..;``) or trailing blanks."""
+    return segment.partition(";")[0].strip(" \t\0") in (".", "..")
+
+
+def has_dot_segment(path: str) -> bool:
+    """True if ``path`` holds a dot segment as any backend might read it.
+
+    Looks at the path as given and after up to three more percent-decodings, splitting on
+    ``/`` and ``\\`` and ignoring ``;parameters``: ``/a/..;/b``, ``/a/%2e%2e/b`` (seen
+    after one more decoding), ``/a/.%252e/b``, ``/a\\..\\b`` all count.
+    """
+    for _ in range(_DECODE_ROUNDS + 1):
+        if any(_is_dot(segment) for segment in _SEPARATORS.split(path)):
+            return True
+        decoded = unquote(path)
+        if decoded == path:
+            return False
+        path = decoded
+    return True  # still encoded after every round: refuse rather than guess
 
 
 class ScopePolicy:
@@ -102,7 +123,7 @@ class ScopePolicy:
 
     def allows(self, scopes: frozenset[str], method: str, path: str) -> bool:
         """True if any of ``scopes`` allows ``method path`` (undefined scopes allow nothing)."""
-        if _has_dot_segment(path):
+        if has_dot_segment(path):
             return False
         method = method.upper()
         for name in scopes:
@@ -114,8 +135,13 @@ class ScopePolicy:
     def check(self, identity: Identity, environ: WSGIEnvironment) -> HeaderList:
         if not identity.scopes:
             return []
+        for name in METHOD_OVERRIDE_HEADERS:  # the backend acts on the method we check
+            environ.pop(name, None)
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("PATH_INFO", "") or "/"
+        raw = str(environ.get("RAW_URI") or environ.get("REQUEST_URI") or "")
+        if raw and has_dot_segment(raw.partition("?")[0]):
+            path = raw.partition("?")[0]  # refused below, named as the caller sent it
         if not self.allows(identity.scopes, method, path):
             granted = ", ".join(sorted(identity.scopes))
             raise Problem("insufficient_scope",

@@ -111,3 +111,73 @@ def test_records_show_their_scopes(gateway: EnvRouter) -> None:
     listed = {r.id: r.to_dict()["scopes"] for r in keys.list()}
     assert listed[issued.record.id] == ["charges:read", "ping"]
     assert issued.to_dict()["scopes"] == ["charges:read", "ping"]
+
+
+# -- 0.2: a scope decides on what the backend will act on (issue 9) ---------------------
+
+
+@pytest.mark.parametrize("path", [
+    pytest.param("/v1/charges/..;/admin", id="dot-dot-semicolon"),
+    pytest.param("/v1/charges/..;x=1/admin", id="dot-dot-parameters"),
+    pytest.param("/v1/charges/.;/ch_1", id="dot-semicolon"),
+    pytest.param("/v1/charges/%2e%2e/admin", id="encoded-dot-dot"),
+    pytest.param("/v1/charges/%2E%2e;/admin", id="encoded-mixed-case-semicolon"),
+    pytest.param("/v1/charges/.%2e/admin", id="half-encoded"),
+    pytest.param("/v1/charges/%252e%252e/admin", id="double-encoded"),
+    pytest.param("/v1/charges/..%3b/admin", id="encoded-semicolon"),
+    pytest.param("/v1/charges/..%5cadmin", id="encoded-backslash"),
+    pytest.param("/v1/charges/ch_1\\..\\..\\admin", id="backslashes"),
+    pytest.param("/v1/charges/..%00", id="nul-after-dots"),
+])
+def test_dot_segments_in_any_reading_are_refused(path: str) -> None:
+    policy = ScopePolicy({k: tuple(v) for k, v in SCOPES.items()})
+    assert not policy.allows(frozenset({"charges:read", "anything:delete"}), "GET", path)
+
+
+@pytest.mark.parametrize("path", [
+    pytest.param("/v1/charges/ch_1;v=2", id="parameter-not-dots"),
+    pytest.param("/v1/charges/..x", id="dots-then-name"),
+    pytest.param("/v1/charges/%25", id="literal-percent"),
+])
+def test_names_that_only_look_like_dots_pass(path: str) -> None:
+    policy = ScopePolicy({"read": ("GET /v1/charges/*",)})
+    assert policy.allows(frozenset({"read"}), "GET", path)
+
+
+@pytest.mark.parametrize("header", ["X-HTTP-Method-Override", "X-HTTP-Method",
+                                    "X-Method-Override"])
+def test_method_override_headers_never_reach_a_backend_of_a_restricted_key(
+        make_gateway: GatewayFactory, tmp_path: Any, header: str) -> None:
+    seen: list[dict[str, Any]] = []
+
+    def backend(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen.append(dict(environ))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    gateway = EnvRouter(backend, config(f"sqlite:///{tmp_path / 'k.db'}", scopes=SCOPES),
+                        backends={"sandbox": backend})
+    try:
+        keys = manager(gateway)
+        restricted = keys.create("sandbox", scopes=["charges:read"]).secret
+        plain = keys.create("sandbox").secret
+        client = Client(gateway)
+        response = client.get("/v1/charges", headers={"Authorization": f"Bearer {restricted}",
+                                                      header: "DELETE"})
+        assert response.status_code == 200
+        environ_name = "HTTP_" + header.upper().replace("-", "_")
+        assert environ_name not in seen[-1]
+        client.get("/v1/charges", headers={"Authorization": f"Bearer {plain}",
+                                           header: "DELETE"})
+        assert seen[-1][environ_name] == "DELETE"  # an unrestricted key is not rewritten
+    finally:
+        gateway.store.close()
+
+
+def test_a_raw_uri_with_dot_segments_is_refused_for_a_restricted_key() -> None:
+    policy = ScopePolicy({"read": ("GET /v1/files/*",)})
+    identity = Identity("key_1", "sandbox", scopes=frozenset({"read"}))
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/v1/files/x",
+               "RAW_URI": "/v1/files/..;/admin?x=1"}
+    with pytest.raises(Exception, match="outside this credential's scopes"):
+        policy.check(identity, environ)
