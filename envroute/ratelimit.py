@@ -1,12 +1,21 @@
-"""Rate limits over the ``limits`` library: per key, per environment, per metadata value.
+"""Rate limits: per key, per environment, per customer, per metadata value.
 
 Each ``[[rate_limits.rules]]`` entry applies to the identities its ``when`` matches (the
-routes' matcher) and counts per ``per``: ``"key"`` (the key id, or a JWT's key id claim),
-``"environment"``, or a metadata name such as ``"customer"``. Every applicable rule
+routes' matcher, with the routes' attribute index, so many per-customer rules cost what a
+few do) and to the requests its ``request`` matches (§14), and counts per ``per``:
+``"key"`` (the key id, or a JWT's key id claim), ``"environment"``, ``"customer_id"``, or a
+metadata name such as ``"customer"``. Every applicable rule
 counts, and a request over any of its limits answers 429 ``rate_limited`` with
 ``Retry-After``. An identity that has no value for a rule's ``per`` (say, no ``customer``
 metadata) is outside that rule: the rule does not apply, as a ``when`` that does not
 match. Use a ``per = "key"`` rule as the catch-all if that matters.
+
+``limit_from = "ATTR"`` (§15) reads the limit from the identity (say the customer's
+metadata ``rate_limit = "1000/minute"``); ``limit`` is the default when the attribute is
+absent or not a valid limit (a warning, once per bad value per process; never a 500).
+Limit strings are the ``limits`` notation, parsed by ``limits``; the counting itself is
+:mod:`envroute.counters`: one call per request for every matching limit, which on Redis is
+one round trip (one Lua script) however many rules match.
 
 Responses under a rule carry ``RateLimit-Limit``, ``RateLimit-Remaining`` and
 ``RateLimit-Reset`` (seconds until the window frees capacity) of the limit closest to
@@ -22,27 +31,23 @@ between an outage of Redis becoming an outage of the API, or going unlimited mea
 
 from __future__ import annotations
 
-import importlib.util
+import functools
 import logging
 import math
 import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from .errors import ConfigError, StoreUnavailable
+from .counters import Check, Counter, MemoryCounter, RedisCounter
+from .errors import StoreUnavailable
 from .identity import Identity
-from .policies import DRY_RUN_KEY
+from .names import DRY_RUN_KEY
 from .problems import Problem
-from .routing import matches
+from .routing import AttributeIndex, RequestMatcher, compile_request, matches
 from .settings import RateLimitRule, RateLimitSettings
 from .typing import HeaderList, WSGIEnvironment
-
-if TYPE_CHECKING:
-    from limits import RateLimitItem
-    from limits.strategies import RateLimiter
 
 logger = logging.getLogger("envroute")
 
@@ -50,16 +55,30 @@ NAMESPACE = "envroute"
 #: A Redis that does not answer within this many seconds counts as unreachable, so a
 #: stuck rate-limit store costs a request about a second, not a hung worker.
 REDIS_TIMEOUT = 1.0
-REDIS_OPTIONS: dict[str, float | str | bool] = {
-    "socket_connect_timeout": REDIS_TIMEOUT,
-    "socket_timeout": REDIS_TIMEOUT,
-}
+#: Distinct bad ``limit_from`` values warned about per process (then silently defaulted).
+_WARN_AT_MOST = 256
+
+#: One limit: (amount, window in seconds, as written).
+Limit = tuple[int, int, str]
+
+
+@functools.lru_cache(maxsize=1024)
+def parse_limits(text: str) -> tuple[Limit, ...] | None:
+    """``"100/second;5000/hour"`` -> limits; None when ``limits`` cannot read it."""
+    from limits import parse_many  # an extra: imported only when rate limits are set
+
+    try:
+        items = parse_many(text)
+    except ValueError:
+        return None
+    return tuple((item.amount, item.get_expiry(), str(item)) for item in items) or None
 
 
 @dataclass(frozen=True, slots=True)
 class _Rule:
     settings: RateLimitRule
-    items: tuple[RateLimitItem, ...]
+    limits: tuple[Limit, ...]
+    request: RequestMatcher | None
 
     def subject(self, identity: Identity) -> str | None:
         """The value this rule counts per, or None when the identity has none."""
@@ -67,7 +86,7 @@ class _Rule:
         if per == "key":
             return identity.key_id or None
         value = identity.attribute(per)
-        if value is None or value == "":
+        if value is None or value == "" or isinstance(value, bool):
             return None
         return value if isinstance(value, str) else str(value)
 
@@ -77,102 +96,121 @@ class RateLimitPolicy:
 
     def __init__(self, settings: RateLimitSettings, source: str = "<config>",
                  key_prefix: str = "LIMITS") -> None:
-        from limits import parse_many  # an extra: imported only when rate limits are set
-
         self.settings = settings
+        self.source = source
         self.key_prefix = key_prefix
-        scheme = settings.storage.partition("://")[0]  # config allows memory and redis only
-        if scheme.startswith("redis") and importlib.util.find_spec("redis") is None:
-            raise ConfigError("redis:// rate limits need the redis package: "
-                              "pip install 'envroute[redis]'", key="rate_limits.storage",
-                              source=source)
-        self.rules = tuple(_Rule(rule, tuple(parse_many(rule.limit)))
-                           for rule in settings.rules)
-        self._limiter: RateLimiter | None = None
+        rules = []
+        for rule in settings.rules:
+            parsed = parse_limits(rule.limit)
+            if parsed is None:  # the config validated it; only a hand-built Settings gets here
+                raise ValueError(f"rate_limits.rules[{rule.index}].limit: {rule.limit!r}")
+            rules.append(_Rule(rule, parsed, compile_request(rule.request)))
+        self.rules = tuple(rules)
+        self._index = AttributeIndex([rule.when for rule in settings.rules])
+        self._counter: Counter | None = None
         self._pid = 0
         self._lock = threading.Lock()
+        self._warned: set[str] = set()
 
     # -- storage, per process ---------------------------------------------------------
 
-    def _build(self) -> RateLimiter:
-        from limits.storage import storage_from_string
-        from limits.strategies import STRATEGIES
-
-        options: dict[str, Any] = {"wrap_exceptions": True}
+    def _build(self) -> Counter:
         if self.settings.storage.startswith("redis"):
-            options.update(REDIS_OPTIONS, key_prefix=self.key_prefix)
-        storage = storage_from_string(self.settings.storage, **options)
-        return STRATEGIES[self.settings.strategy](storage)
+            return RedisCounter(self.settings.storage, self.settings.strategy,
+                                prefix=self.key_prefix, timeout=REDIS_TIMEOUT)
+        return MemoryCounter(self.settings.strategy)
 
-    def limiter(self) -> RateLimiter:
-        """This process's limiter, built on first use (gunicorn forks after import)."""
+    def limiter(self) -> Counter:
+        """This process's counter, built on first use (gunicorn forks after import)."""
         pid = os.getpid()
-        if self._pid != pid or self._limiter is None:
+        if self._pid != pid or self._counter is None:
             with self._lock:
-                if self._pid != pid or self._limiter is None:
-                    self._limiter = self._build()
+                if self._pid != pid or self._counter is None:
+                    self._counter = self._build()
                     self._pid = pid
-        return self._limiter
+        return self._counter
 
     def close(self) -> None:
         """Drop this process's connections to the storage (tests, shutdown)."""
-        limiter, self._limiter = self._limiter, None
-        if limiter is None or self._pid != os.getpid():
-            return
-        client = getattr(limiter.storage, "storage", None)
-        close = getattr(client, "close", None)
-        if callable(close) and not isinstance(client, dict):
-            close()
+        counter, self._counter = self._counter, None
+        if counter is not None and self._pid == os.getpid():
+            counter.close()
 
     # -- the request ------------------------------------------------------------------
 
+    def _limits(self, rule: _Rule, identity: Identity) -> tuple[Limit, ...]:
+        name = rule.settings.limit_from
+        if not name:
+            return rule.limits
+        value = identity.attribute(name)
+        if value is None or value == "":
+            return rule.limits
+        parsed = parse_limits(value) if isinstance(value, str) else None
+        if parsed is None:
+            text = str(value)[:64]
+            if text not in self._warned and len(self._warned) < _WARN_AT_MOST:
+                self._warned.add(text)
+                logger.warning("rate_limits.rules[%d]: %s = %r is not a limit such as "
+                               "'1000/minute'; using limit = %r", rule.settings.index, name,
+                               text, rule.settings.limit)
+            return rule.limits
+        return parsed
+
+    def applicable(self, identity: Identity, environ: WSGIEnvironment) -> list[Check]:
+        """Every limit this request counts against, in rule order."""
+        checks: list[Check] = []
+        rules = self.rules
+        for position in self._index.candidates(identity):
+            rule = rules[position]
+            if not matches(rule.settings.when, identity):
+                continue
+            if rule.request is not None and not rule.request(environ):
+                continue
+            subject = rule.subject(identity)
+            if subject is None:
+                continue
+            base = (f"{NAMESPACE}/rule{rule.settings.index}/{rule.settings.per}/"
+                    f"{quote(subject, safe='')}")
+            for amount, window, _ in self._limits(rule, identity):
+                checks.append(Check(f"{base}/{amount}/{window}", amount, window))
+        return checks
+
     def check(self, identity: Identity, environ: WSGIEnvironment) -> HeaderList:
-        applicable = [(rule, subject) for rule in self.rules
-                      if (subject := rule.subject(identity)) is not None
-                      and matches(rule.settings.when, identity)]
-        if not applicable:
+        checks = self.applicable(identity, environ)
+        if not checks:
             return []
-        from limits.errors import StorageError
-
+        now = time.time()
         try:
-            return self._hit(applicable, dry_run=bool(environ.get(DRY_RUN_KEY)))
-        except StorageError as exc:
+            outcome = self.limiter().acquire(checks, now, bool(environ.get(DRY_RUN_KEY)))
+        except StoreUnavailable as exc:
             if self.settings.on_storage_error == "allow":
-                logger.warning("rate-limit storage unavailable, allowing the request: %s",
-                               exc.storage_error)
+                logger.warning("rate-limit storage unavailable, allowing the request: %s", exc)
                 return []
-            raise StoreUnavailable(
-                f"rate-limit storage unavailable: {exc.storage_error}") from exc
-
-    def _hit(self, applicable: list[tuple[_Rule, str]], *, dry_run: bool = False) -> HeaderList:
-        """Count the request against every applicable limit (only test them on a dry run)."""
-        limiter = self.limiter()
-        closest: tuple[int, float, int] | None = None  # remaining, reset, limit
-        for rule, subject in applicable:
-            identifiers = (NAMESPACE, f"rule{rule.settings.index}", rule.settings.per,
-                           quote(subject, safe=""))
-            for item in rule.items:
-                allowed = (limiter.test if dry_run else limiter.hit)(item, *identifiers)
-                if not allowed:
-                    stats = limiter.get_window_stats(item, *identifiers)
-                    reset = _seconds_until(stats.reset_time)
-                    headers = _headers(item.amount, 0, reset)
-                    headers.append(("Retry-After", str(max(reset, 1))))
-                    raise Problem("rate_limited",
-                                  f"over the limit of {item} "
-                                  f"(per {rule.settings.per}); retry in {max(reset, 1)}s",
-                                  headers=headers)
-                stats = limiter.get_window_stats(item, *identifiers)
-                candidate = (stats.remaining, stats.reset_time, item.amount)
-                if closest is None or candidate[:2] < closest[:2]:
-                    closest = candidate
-        assert closest is not None
-        remaining, reset_time, amount = closest
-        return _headers(amount, max(remaining, 0), _seconds_until(reset_time))
+            raise
+        if outcome.refused >= 0:
+            check = checks[outcome.refused]
+            reset = _seconds_until(outcome.stats[-1][1], now)
+            headers = _headers(check.limit, 0, reset)
+            headers.append(("Retry-After", str(max(reset, 1))))
+            raise Problem("rate_limited",
+                          f"over the limit of {check.limit} per {_window_text(check.window)}"
+                          f"; retry in {max(reset, 1)}s", headers=headers)
+        index = min(range(len(checks)), key=lambda i: outcome.stats[i])
+        remaining, reset_at = outcome.stats[index]
+        return _headers(checks[index].limit, max(remaining, 0),
+                        _seconds_until(reset_at, now))
 
 
-def _seconds_until(moment: float) -> int:
-    return max(0, math.ceil(moment - time.time()))
+def _window_text(seconds: int) -> str:
+    for name, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds % size == 0:
+            count = seconds // size
+            return name if count == 1 else f"{count} {name}s"
+    return "second" if seconds == 1 else f"{seconds} seconds"
+
+
+def _seconds_until(moment: float, now: float) -> int:
+    return max(0, math.ceil(moment - now))
 
 
 def _headers(limit: int, remaining: int, reset: int) -> HeaderList:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 from pathlib import Path
@@ -38,11 +39,22 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'k.db'}"
 
 
+STORAGES = [pytest.param("memory", id="memory"), pytest.param("redis", id="redis")]
+
+
+@pytest.fixture(params=STORAGES)
+def storage(request: pytest.FixtureRequest) -> str:
+    if request.param == "memory":
+        return "memory://"
+    url: str = request.getfixturevalue("redis_url")
+    return url
+
+
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_over_the_limit_is_429_with_headers(make_gateway: GatewayFactory, sqlite_url: str,
-                                             strategy: str) -> None:
+                                             strategy: str, storage: str) -> None:
     gateway = make_gateway(config(sqlite_url, rate_limits=limits(
-        {"limit": "3/minute"}, strategy=strategy)))
+        {"limit": "3/minute"}, strategy=strategy, storage=storage)))
     key = manager(gateway).create("sandbox").secret
     remaining = []
     for _ in range(3):
@@ -65,10 +77,11 @@ def test_over_the_limit_is_429_with_headers(make_gateway: GatewayFactory, sqlite
 
 
 def test_the_closest_limit_is_reported_and_any_refuses(make_gateway: GatewayFactory,
-                                                       sqlite_url: str) -> None:
+                                                       sqlite_url: str, storage: str) -> None:
     gateway = make_gateway(config(sqlite_url, rate_limits=limits(
-        {"limit": "100/second;2/hour"}, {"limit": "5/minute", "per": "environment"})))
-    key = manager(gateway).create("sandbox").secret
+        {"limit": "100/second;2/hour"}, {"limit": "5/minute", "per": "customer"},
+        storage=storage)))
+    key = manager(gateway).create("sandbox", metadata={"customer": secrets.token_hex(4)}).secret
     first = get(gateway, key)
     assert (first.headers["RateLimit-Limit"], first.headers["RateLimit-Remaining"]) == ("2", "1")
     assert get(gateway, key).status_code == 200
@@ -156,3 +169,78 @@ def test_storage_is_rebuilt_after_fork(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "getpid", lambda: -1)  # as in a forked worker
     assert policy.limiter() is not parent
     assert policy.check(identity, {})  # the child counts afresh (memory:// is per process)
+
+
+# -- 0.2: request conditions, limits from metadata, one round trip (issues 11, 14) -------
+
+
+def test_request_conditions_pick_the_rules_that_count(make_gateway: GatewayFactory,
+                                                      sqlite_url: str) -> None:
+    gateway = make_gateway(config(sqlite_url, rate_limits=limits(
+        {"limit": "1/minute", "request": {"method": "POST", "path": "/v1/charges"}},
+        {"limit": "50/minute", "request": {"path": "/v2/**"}})))
+    key = manager(gateway).create("sandbox").secret
+    headers = {"Authorization": f"Bearer {key}"}
+    client = Client(gateway)
+    assert "RateLimit-Limit" not in get(gateway, key, "/v1/refunds").headers
+    assert get(gateway, key, "/v1/charges").status_code == 200  # a GET: not counted
+    assert client.post("/v1/charges", headers=headers).status_code == 200
+    assert client.post("/v1/charges", headers=headers).status_code == 429
+    assert client.post("/v1/charges/ch_1", headers=headers).status_code == 200
+    assert get(gateway, key, "/v2/x/y").headers["RateLimit-Limit"] == "50"
+
+
+@pytest.mark.parametrize(("value", "limit", "warned"), [
+    pytest.param("2/minute", "2", False, id="from-metadata"),
+    pytest.param("2 per minute", "2", False, id="limits-notation"),
+    pytest.param(None, "5", False, id="absent-uses-limit"),
+    pytest.param("lots", "5", True, id="invalid-uses-limit-and-warns"),
+    pytest.param("1/fortnight", "5", True, id="unknown-unit"),
+])
+def test_limit_from_reads_the_identity(make_gateway: GatewayFactory, sqlite_url: str,
+                                       caplog: pytest.LogCaptureFixture, value: str | None,
+                                       limit: str, warned: bool) -> None:
+    gateway = make_gateway(config(sqlite_url, rate_limits=limits(
+        {"limit": "5/minute", "limit_from": "rate_limit"})))
+    metadata = {} if value is None else {"rate_limit": value}
+    key = manager(gateway).create("sandbox", metadata=metadata).secret
+    with caplog.at_level(logging.WARNING, logger="envroute"):
+        response = get(gateway, key)
+        get(gateway, key)
+    assert response.status_code == 200
+    assert response.headers["RateLimit-Limit"] == limit
+    bad = [r for r in caplog.records if "is not a limit" in r.getMessage()]
+    assert len(bad) == (1 if warned else 0)  # once per bad value, not once per request
+
+
+def test_rules_indexed_by_customer_apply_in_order(make_gateway: GatewayFactory,
+                                                  sqlite_url: str) -> None:
+    rules = [{"limit": f"{i + 10}/minute", "when": {"customer": f"c{i}"}} for i in range(300)]
+    gateway = make_gateway(config(sqlite_url, rate_limits=limits(
+        *rules, {"limit": "1000/minute", "per": "environment"})))
+    key = manager(gateway).create("sandbox", metadata={"customer": "c7"}).secret
+    assert get(gateway, key).headers["RateLimit-Limit"] == "17"
+
+
+def test_redis_is_one_round_trip_whatever_the_number_of_rules(
+        make_gateway: GatewayFactory, sqlite_url: str, redis_url: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    gateway = make_gateway(config(sqlite_url, rate_limits=limits(
+        {"limit": "100/second;1000/hour"}, {"limit": "100/minute", "per": "environment"},
+        {"limit": "100/minute", "per": "customer"}, storage=redis_url)))
+    key = manager(gateway).create("sandbox", metadata={"customer": secrets.token_hex(4)}).secret
+    assert get(gateway, key).status_code == 200  # loads the script
+    policy = next(p for p in gateway.policies if isinstance(p, RateLimitPolicy))
+    client = policy.limiter().client  # type: ignore[attr-defined]
+    calls: list[Any] = []
+    original = client.execute_command
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args[0])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(client, "execute_command", counted)
+    response = get(gateway, key)
+    assert response.status_code == 200
+    assert response.headers["RateLimit-Remaining"] == "98"
+    assert calls == ["EVALSHA"]
