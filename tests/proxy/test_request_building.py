@@ -203,13 +203,14 @@ def test_no_identity_headers_without_an_identity_and_no_signature_without_a_secr
 def test_one_pool_per_process_sized_from_pool_size(pool_size: int, expected: int,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     proxy = backend(pool_size=pool_size)
-    first = proxy._connection()
-    assert proxy._connection() is first  # reused across requests
-    assert first._pool_maxsize == expected  # type: ignore[attr-defined]
-    monkeypatch.setattr("envroute.proxy.os.getpid", lambda: -1)  # as in a forked worker
-    forked = proxy._connection()
+    first = proxy.pool.adapter()
+    assert proxy.pool.adapter() is first  # reused across requests
+    assert proxy.pool_size == expected
+    assert first.poolmanager.connection_pool_kw["maxsize"] == expected
+    monkeypatch.setattr("envroute.proxy.pool.os.getpid", lambda: -1)  # as in a forked worker
+    forked = proxy.pool.adapter()
     assert forked is not first
-    assert proxy._connection() is forked
+    assert proxy.pool.adapter() is forked
     proxy.close()
 
 

@@ -21,6 +21,11 @@ only the upstream started with ``--name NAME`` does it; the others echo):
 ``reset``              read the request, then reset the connection without answering
 ``hop``                hop-by-hop and identifying response headers, then echo
 ``cookies``            two ``Set-Cookie`` headers, then echo
+``headdie:close|reset``  a head promising 100 bytes, then close (or reset) before any
+``framing:KIND``       rogue framing: ``cl-te`` (Content-Length 50 and chunked "hello"),
+                       ``te-gzip`` (``Transfer-Encoding: gzip, chunked``), ``cl-two``
+                       (two different Content-Length values)
+``urls``               Content-Location, Link and Refresh naming this upstream, then echo
 =====================  ==============================================================
 
 ``GET /__stats__``: ``{"requests", "ports", "log"}`` since start or the last
@@ -181,11 +186,52 @@ class Handler(BaseHTTPRequestHandler):
                 ("Keep-Alive", "timeout=5"), ("Proxy-Authenticate", "Basic"),
                 ("Upgrade", "h2c"), ("X-Powered-By", "UpstreamFramework/9"),
                 ("X-End-To-End", "kept")])
+        elif action == "headdie":
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            self.wfile.flush()
+            if arg == "reset":
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                           struct.pack("ii", 1, 0))
+                self.close_connection = True
+            else:
+                self.abort()
+        elif action == "framing":
+            self.rogue_framing(arg)
+        elif action == "urls":
+            own = f"http://127.0.0.1:{self.server.server_address[1]}"
+            self.send(200, echo_bytes, [
+                *json_type, ("Content-Location", f"{own}/v1/things/1"),
+                ("Link", f'<{own}/v1/things?page=2>; rel="next", '
+                         '<https://docs.example/x>; rel="help"'),
+                ("Refresh", f"5; url={own}/v1/done"), ("X-Other", own)])
         elif action == "cookies":
             self.send(200, echo_bytes, [*json_type, ("Set-Cookie", "a=1; Path=/"),
                                         ("Set-Cookie", "b=2; Path=/")])
         else:
             self.send(200, echo_bytes, json_type)
+
+    def rogue_framing(self, kind: str) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        if kind == "cl-te":
+            self.send_header("Content-Length", "50")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"5\r\nhello\r\n0\r\n\r\n")
+        elif kind == "te-gzip":
+            self.send_header("Transfer-Encoding", "gzip, chunked")
+            self.end_headers()
+            self.wfile.write(b"5\r\nhello\r\n0\r\n\r\n")
+            self.abort()
+        else:  # cl-two
+            self.send_header("Content-Length", "5")
+            self.send_header("Content-Length", "7")
+            self.end_headers()
+            self.wfile.write(b"hello")
+            self.abort()
 
     def action(self) -> tuple[str, str, str]:
         value = self.headers.get("X-Upstream-Do", "echo")
