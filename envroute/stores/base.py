@@ -251,9 +251,9 @@ class KeyStore(ABC):
         """Add a new secret to the key; every older secret still valid after ``retire_at``
         stops working at ``retire_at`` (one already retiring earlier keeps its time)."""
 
-    @abstractmethod
     def record_usage(self, used: Mapping[str, datetime]) -> None:
-        """Batch-update ``last_used_at`` (called every few seconds, never per request)."""
+        """Batch-update ``last_used_at`` (0.1's call; :meth:`write_usage` does it now)."""
+        self.write_usage(UsageBatch(last_used=used))
 
     def migrate(self) -> None:  # noqa: B027 - optional: stores that need no schema skip it
         """Create or upgrade the schema; safe to call from several processes at once."""

@@ -4,7 +4,13 @@ Why it holds up under gunicorn: each process opens its own connections after the
 (never inherited), each thread gets its own connection, WAL lets readers run beside the
 single writer, and ``busy_timeout`` makes a writer wait rather than fail while another
 process writes. Migrations run in one ``BEGIN IMMEDIATE`` transaction keyed on
-``PRAGMA user_version``, so several workers starting at once migrate exactly once.
+``PRAGMA user_version``, so several workers starting at once migrate exactly once; a
+store made by envroute 0.1 (version 1) is migrated in place on first use.
+
+Changes reach the other processes on the machine through a change marker next to the
+file (:mod:`envroute.stores.marker`): within about a second, never a query per request.
+Writes are short transactions; the usage flush runs on the authenticator's timer thread,
+so a request never waits on the write lock for it.
 
 Every :mod:`sqlite3` error is re-raised as :class:`~envroute.errors.StoreUnavailable`:
 a missing directory, a file that is not a database or a locked disk all answer 503.
@@ -12,48 +18,22 @@ a missing directory, a file that is not a database or a locked disk all answer 5
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
-from ..errors import ConfigError, KeyNotFound, StoreUnavailable
-from .base import KeyRecord, KeyStore, SecretMatch, dump_metadata, load_metadata
+from ..errors import ConfigError, StoreUnavailable
+from . import rows, schema
+from .base import Change, InvalidationSource
+from .marker import ChangeMarker
+from .sql import TABLES, Cursor, SQLStore
 
 BUSY_TIMEOUT_MS = 5000
-
-#: Schema migrations, in order; the schema's version is their count (PRAGMA user_version).
-MIGRATIONS: tuple[str, ...] = (
-    """
-    CREATE TABLE envroute_keys (
-        id TEXT PRIMARY KEY,
-        environment TEXT NOT NULL,
-        prefix TEXT NOT NULL,
-        last4 TEXT NOT NULL,
-        name TEXT NOT NULL DEFAULT '',
-        metadata TEXT NOT NULL DEFAULT '{}',
-        scopes TEXT NOT NULL DEFAULT '[]',
-        created_at TEXT NOT NULL,
-        expires_at TEXT,
-        revoked_at TEXT,
-        last_used_at TEXT
-    );
-    CREATE TABLE envroute_secrets (
-        hash BLOB PRIMARY KEY,
-        key_id TEXT NOT NULL REFERENCES envroute_keys (id),
-        created_at TEXT NOT NULL,
-        expires_at TEXT
-    );
-    CREATE INDEX envroute_secrets_key_id ON envroute_secrets (key_id);
-    """,
-)
-
-_SELECT = """SELECT k.id, k.environment, k.prefix, k.last4, k.name, k.metadata, k.scopes,
-                    k.created_at, k.expires_at, k.revoked_at, k.last_used_at"""
 
 
 def path_from_url(url: str) -> str:
@@ -68,37 +48,48 @@ def path_from_url(url: str) -> str:
     return path
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment is not None else None
+def _quote(name: str) -> str:
+    return f'"{name}"'
 
 
-def _time(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
+def migrations() -> list[list[str]]:
+    """The schema's steps as SQLite statements (step N takes version N-1 to N)."""
+    return [schema.render(step, "sqlite", table=_quote, name=_quote) for step in schema.STEPS]
 
 
-def _record(row: tuple[object, ...]) -> KeyRecord:
-    created = _time(row[7])  # type: ignore[arg-type]
-    assert created is not None
-    return KeyRecord(
-        id=row[0], environment=row[1], prefix=row[2], last4=row[3],  # type: ignore[arg-type]
-        name=row[4], metadata=load_metadata(row[5]),  # type: ignore[arg-type]
-        scopes=tuple(json.loads(row[6])), created_at=created,  # type: ignore[arg-type]
-        expires_at=_time(row[8]), revoked_at=_time(row[9]),  # type: ignore[arg-type]
-        last_used_at=_time(row[10]),  # type: ignore[arg-type]
-    )
+def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
+    return {column[0]: value for column, value in zip(cursor.description, row, strict=True)}
 
 
-class SQLiteStore(KeyStore):
+class SQLiteStore(SQLStore, InvalidationSource):
     """Keys in a SQLite file; one connection per thread per process, opened lazily."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.path = str(Path(path_from_url(url)))
+        self.marker = ChangeMarker(self.path + ".changes")
         self._local = threading.local()
         self._migrated_pid = 0
         self._lock = threading.Lock()
+        self._rendered: dict[str, str] = {}
+        self._names = {alias: _quote(table) for alias, table in TABLES.items()}
 
-    # -- connections ------------------------------------------------------------------
+    # -- SQL ------------------------------------------------------------------------------
+
+    def _sql(self, template: str) -> str:
+        rendered = self._rendered.get(template)
+        if rendered is None:
+            rendered = template.format(**self._names).replace("%s", "?")
+            self._rendered[template] = rendered
+        return rendered
+
+    def _time(self, value: datetime | None) -> Any:
+        return rows.utc_text(value)
+
+    def _day(self, value: date) -> Any:
+        return value.isoformat()
+
+    # -- connections ----------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000,
@@ -108,6 +99,7 @@ class SQLiteStore(KeyStore):
             connection.execute("PRAGMA journal_mode = WAL")
         connection.execute("PRAGMA synchronous = NORMAL")
         connection.execute("PRAGMA foreign_keys = ON")
+        connection.row_factory = _dict_row
         return connection
 
     def _connection(self) -> sqlite3.Connection:
@@ -121,14 +113,15 @@ class SQLiteStore(KeyStore):
                 if self._migrated_pid != pid:
                     self._migrate(local.connection)
                     self._migrated_pid = pid
+        self.marker.watch()
         connection: sqlite3.Connection = local.connection
         return connection
 
     @contextmanager
-    def _cursor(self, *, write: bool = False) -> Iterator[sqlite3.Cursor]:
+    def _transaction(self, *, write: bool = False,
+                     change: Change | None = None) -> Iterator[Cursor]:
         try:
-            connection = self._connection()
-            cursor = connection.cursor()
+            cursor = self._connection().cursor()
             if write:
                 cursor.execute("BEGIN IMMEDIATE")
                 try:
@@ -142,19 +135,22 @@ class SQLiteStore(KeyStore):
         except sqlite3.Error as exc:
             self._local.pid = None  # reconnect next time: the file may have been fixed
             raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from exc
+        if change is not None:
+            self.marker.bump()
 
     def _migrate(self, connection: sqlite3.Connection) -> None:
-        version = connection.execute("PRAGMA user_version").fetchone()[0]
-        if version == len(MIGRATIONS):
+        steps = migrations()
+        version = connection.execute("PRAGMA user_version").fetchone()["user_version"]
+        if version == len(steps):
             return
-        if version > len(MIGRATIONS):
+        if version > len(steps):
             raise sqlite3.DatabaseError(f"schema version {version} is newer than this "
-                                        f"envroute supports ({len(MIGRATIONS)}); upgrade it")
+                                        f"envroute supports ({len(steps)}); upgrade it")
         connection.execute("BEGIN IMMEDIATE")
         try:
-            version = connection.execute("PRAGMA user_version").fetchone()[0]
-            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in filter(str.strip, script.split(";")):
+            version = connection.execute("PRAGMA user_version").fetchone()["user_version"]
+            for number, statements in enumerate(steps[version:], start=version + 1):
+                for statement in statements:
                     connection.execute(statement)
                 connection.execute(f"PRAGMA user_version = {number}")
             connection.execute("COMMIT")
@@ -163,93 +159,25 @@ class SQLiteStore(KeyStore):
             raise
 
     def migrate(self) -> None:
-        with self._cursor():
+        with self._transaction():
             pass
 
     def schema_version(self) -> int:
-        with self._cursor() as cursor:
-            version: int = cursor.execute("PRAGMA user_version").fetchone()[0]
-            return version
+        with self._transaction() as cursor:
+            row = cursor.execute("PRAGMA user_version").fetchone()
+            assert row is not None
+            return int(row["user_version"])
 
     def close(self) -> None:
         connection = getattr(self._local, "connection", None)
         if connection is not None and getattr(self._local, "pid", None) == os.getpid():
             connection.close()
         self._local = threading.local()
+        self.marker.stop()
 
-    # -- the hot path -----------------------------------------------------------------
+    # -- changes --------------------------------------------------------------------------
 
-    def lookup(self, key_hash: bytes) -> SecretMatch | None:
-        with self._cursor() as cursor:
-            row = cursor.execute(
-                f"{_SELECT}, s.hash, s.expires_at FROM envroute_secrets s "
-                "JOIN envroute_keys k ON k.id = s.key_id WHERE s.hash = ?",
-                (key_hash,),
-            ).fetchone()
-        if row is None:
-            return None
-        return SecretMatch(record=_record(row), key_hash=bytes(row[11]),
-                           secret_expires_at=_time(row[12]))
-
-    # -- the lifecycle ----------------------------------------------------------------
-
-    def get(self, key_id: str) -> KeyRecord:
-        with self._cursor() as cursor:
-            row = cursor.execute(f"{_SELECT} FROM envroute_keys k WHERE k.id = ?",
-                                 (key_id,)).fetchone()
-        if row is None:
-            raise KeyNotFound(f"no key {key_id}")
-        return _record(row)
-
-    def list_keys(self) -> list[KeyRecord]:
-        with self._cursor() as cursor:
-            rows = cursor.execute(f"{_SELECT} FROM envroute_keys k "
-                                  "ORDER BY k.created_at, k.id").fetchall()
-        return [_record(row) for row in rows]
-
-    def create(self, record: KeyRecord, key_hash: bytes, *, fingerprint: str = "") -> None:
-        with self._cursor(write=True) as cursor:
-            cursor.execute(
-                "INSERT INTO envroute_keys (id, environment, prefix, last4, name, metadata,"
-                " scopes, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (record.id, record.environment, record.prefix, record.last4, record.name,
-                 dump_metadata(record.metadata), json.dumps(list(record.scopes)),
-                 _iso(record.created_at), _iso(record.expires_at)),
-            )
-            cursor.execute("INSERT INTO envroute_secrets (hash, key_id, created_at) "
-                           "VALUES (?, ?, ?)", (key_hash, record.id, _iso(record.created_at)))
-
-    def revoke(self, key_id: str, at: datetime) -> KeyRecord:
-        with self._cursor(write=True) as cursor:
-            cursor.execute("UPDATE envroute_keys SET revoked_at = COALESCE(revoked_at, ?) "
-                           "WHERE id = ?", (_iso(at), key_id))
-            if cursor.rowcount == 0:
-                raise KeyNotFound(f"no key {key_id}")
-        return self.get(key_id)
-
-    def roll(self, key_id: str, key_hash: bytes, last4: str, *, now: datetime,
-             retire_at: datetime, fingerprint: str = "") -> KeyRecord:
-        with self._cursor(write=True) as cursor:
-            row = cursor.execute("SELECT revoked_at FROM envroute_keys WHERE id = ?",
-                                 (key_id,)).fetchone()
-            if row is None:
-                raise KeyNotFound(f"no key {key_id}")
-            cursor.execute(
-                "UPDATE envroute_secrets SET expires_at = ? WHERE key_id = ? "
-                "AND (expires_at IS NULL OR expires_at > ?)",
-                (_iso(retire_at), key_id, _iso(retire_at)),
-            )
-            cursor.execute("INSERT INTO envroute_secrets (hash, key_id, created_at) "
-                           "VALUES (?, ?, ?)", (key_hash, key_id, _iso(now)))
-            cursor.execute("UPDATE envroute_keys SET last4 = ? WHERE id = ?", (last4, key_id))
-        return self.get(key_id)
-
-    def record_usage(self, used: Mapping[str, datetime]) -> None:
-        if not used:
-            return
-        with self._cursor(write=True) as cursor:
-            cursor.executemany(
-                "UPDATE envroute_keys SET last_used_at = ? WHERE id = ? "
-                "AND (last_used_at IS NULL OR last_used_at < ?)",
-                [(_iso(at), key_id, _iso(at)) for key_id, at in used.items()],
-            )
+    def subscribe(self, callback: Callable[[Change], None]) -> None:
+        """``callback(Change("all"))`` within about a second of any change made by any
+        process on this machine; the watcher starts with this process's next use."""
+        self.marker.subscribe(callback)

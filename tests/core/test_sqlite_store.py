@@ -15,7 +15,8 @@ from envroute import KeyNotFound, StoreUnavailable
 from envroute.keys import generate_secret, hash_key
 from envroute.stores import open_store
 from envroute.stores.base import KeyRecord, utcnow
-from envroute.stores.sqlite import MIGRATIONS, SQLiteStore
+from envroute.stores.schema import VERSION
+from envroute.stores.sqlite import SQLiteStore
 
 
 def record(key_id: str = "key_1", secret: str = "") -> tuple[KeyRecord, bytes]:
@@ -32,7 +33,7 @@ def test_schema_is_created_on_first_use_in_wal_mode(tmp_path: Path) -> None:
     assert store.lookup(b"x" * 32) is None
     with sqlite3.connect(path) as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert connection.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == VERSION
         tables = {r[0] for r in connection.execute("SELECT name FROM sqlite_master")}
     assert {"envroute_keys", "envroute_secrets"} <= tables
     store.close()
@@ -73,7 +74,7 @@ def test_usage_is_recorded_in_one_batch(sqlite_store: SQLiteStore) -> None:
 def test_newer_schema_is_refused_not_guessed(tmp_path: Path) -> None:
     path = tmp_path / "future.db"
     with sqlite3.connect(path) as connection:
-        connection.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+        connection.execute(f"PRAGMA user_version = {VERSION + 1}")
     with pytest.raises(StoreUnavailable, match="newer than this envroute supports"):
         SQLiteStore(f"sqlite:///{path}").lookup(b"x")
 
@@ -125,7 +126,7 @@ def test_processes_migrate_once_and_write_concurrently(tmp_path: Path) -> None:
         _, err = writer.communicate(timeout=60)
         assert writer.returncode == 0, err.decode()
     store = SQLiteStore(url)
-    assert len(store.list_keys()) == 100 and store.schema_version() == len(MIGRATIONS)
+    assert len(store.list_keys()) == 100 and store.schema_version() == VERSION
     store.close()
 
 
