@@ -50,6 +50,8 @@ BACKEND_KEY = "envroute.backend"
 REQUEST_ID_KEY = "envroute.request_id"
 #: Methods that failover may send to a second backend: they are safe to repeat.
 _ENVROUTE_HEADER = "HTTP_ENVROUTE_"
+#: set once a request's usage is recorded, so a late failure does not count it twice
+_RECORDED_KEY = "envroute.usage_recorded"
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 
 T = TypeVar("T")
@@ -110,7 +112,7 @@ class EnvRouter:
             self.store.subscribe(self._on_change)
 
     def _on_change(self, change: Change) -> None:
-        self.authenticator.api_keys.invalidate(change.target if change.kind == "key" else None)
+        self.authenticator.on_change(change)
 
     @classmethod
     def from_config(
@@ -152,6 +154,9 @@ class EnvRouter:
             return self._dispatch(environ, start_response, admission, request_id, started)
         except Exception as exc:  # every failure becomes a problem; never a traceback
             refusal = as_problem(exc, request_id)
+        identity = environ.get(IDENTITY_KEY)
+        if identity is not None and not environ.get(_RECORDED_KEY):
+            self.authenticator.record(identity, refusal.status)  # usage: errors count too
         body = refusal.respond(start_response, request_id,
                                head=environ.get("REQUEST_METHOD") == "HEAD")
         self.log(environ, admission.identity if admission else environ.get(IDENTITY_KEY),
@@ -167,6 +172,9 @@ class EnvRouter:
             response_headers = [h for h in response_headers if h[0].lower() != "request-id"]
             response_headers.append(("Request-Id", request_id))
             response_headers.extend(headers)
+            if not status_holder:  # usage (§16): once per request, in memory
+                environ[_RECORDED_KEY] = True
+                self.authenticator.record(admission.identity, int(status[:3]))
             status_holder[:] = [status]
             return start_response(status, response_headers, exc_info)
 

@@ -48,13 +48,23 @@ def test_hash_is_keyed_and_deterministic() -> None:
     assert key.encode() not in keys.hash_key(b"a" * 32, key)
 
 
-@pytest.mark.parametrize(
-    ("credential", "shown"),
-    [
-        pytest.param("sk_test_abcdefghijklmnopqrstuvwxyz0123456789ab", "sk_test_…89ab", id="key"),
-        pytest.param("eyJhbGciOi.eyJzdWIi.c2lnbmF0dXJl", "…", id="jwt"),
-        pytest.param("short", "…", id="garbage"),
-    ],
-)
-def test_redact_never_shows_more_than_prefix_and_last4(credential: str, shown: str) -> None:
-    assert keys.redact(credential) == shown
+@pytest.mark.parametrize("key", [
+    pytest.param(keys.generate_secret("sk_test_"), id="key"),
+    pytest.param("", id="empty"),
+    pytest.param("é" * 40, id="non-ascii"),
+])
+def test_the_hot_path_hasher_is_hash_key(key: str) -> None:
+    assert keys.KeyHasher(b"a" * 32)(key) == keys.hash_key(b"a" * 32, key)
+
+
+@pytest.mark.parametrize(("one", "other", "same"), [
+    pytest.param(b"a" * 32, b"a" * 32, True, id="stable"),
+    pytest.param(b"a" * 32, b"b" * 32, False, id="per-secret"),
+    pytest.param(b"a" * 32, b"a" * 31, False, id="one-byte-shorter"),
+])
+def test_secret_fingerprints_name_a_secret_without_revealing_it(one: bytes, other: bytes,
+                                                                 same: bool) -> None:
+    fingerprint = keys.secret_fingerprint(one)
+    assert re.fullmatch(r"[0-9a-f]{16}", fingerprint)
+    assert (fingerprint == keys.secret_fingerprint(other)) is same
+    assert fingerprint not in one.hex() and one.decode() not in fingerprint
