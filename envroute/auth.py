@@ -39,6 +39,7 @@ from .cache import LRUCache
 from .credentials import Credential
 from .errors import CustomerNotFound
 from .identity import Identity
+from .metrics import auth_cache as count_cache
 from .problems import Problem
 from .secrets import Rehasher, secret_hashers
 from .settings import EnvironmentSettings, Settings
@@ -144,6 +145,8 @@ class ApiKeyVerifier:
         verdict = self.verified.get(digest)
         if verdict is None:
             verdict = self._load(key, digest)
+        else:
+            count_cache("hit")
         identity = verdict.identity
         if identity is None:
             raise Problem(verdict.code, verdict.detail)
@@ -154,6 +157,7 @@ class ApiKeyVerifier:
     def _load(self, key: str, digest: bytes) -> _Verdict:
         refusal = self.refused.get(digest)
         if refusal is not None:  # a made-up key seen lately: no store query
+            count_cache("hit")
             return refusal
         parsed = keys.parse(key)
         if parsed is None:  # a typo or a made-up key never reaches the store
@@ -162,6 +166,7 @@ class ApiKeyVerifier:
         if parsed.prefix not in self.prefixes:
             raise Problem("invalid_key", f"no environment uses the prefix {parsed.prefix}")
         generation = self._generation
+        count_cache("miss")
         match = self._lookup(key, digest)  # StoreUnavailable goes up: 503, never a route
         if match is None:
             verdict = _Verdict(None, code="invalid_key",
