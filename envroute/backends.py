@@ -16,9 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from werkzeug.utils import ImportStringError, import_string
-
 from .errors import ConfigError
+from .imports import import_object
 from .settings import BackendSettings, Settings
 from .typing import StartResponse, WSGIApplication, WSGIEnvironment
 
@@ -43,11 +42,7 @@ def load_app(backend: BackendSettings, source: str) -> WSGIApplication:
     """The backend's WSGI app: the object given, or the one its import string names."""
     app = backend.app
     if isinstance(app, str):
-        try:
-            app = import_string(app)
-        except ImportStringError as exc:
-            raise ConfigError(f"cannot import {backend.app!r}: {exc.exception}",
-                              key=f"backends.{backend.name}.app", source=source) from None
+        app = import_object(app, key=f"backends.{backend.name}.app", source=source)
     if not callable(app):
         raise ConfigError(f"{backend.app!r} is not a WSGI application (not callable)",
                           key=f"backends.{backend.name}.app", source=source)
