@@ -25,3 +25,6 @@ class EnvrouteConfig(AppConfig):
         register_store(STORE_SCHEME, "django_envroute.store:DjangoStore")
         checks.register(envroute_checks.check_settings, envroute_checks.TAG)
         setting_changed.connect(on_setting_changed, dispatch_uid="django_envroute.reset")
+        from .sandbox import ready as sandbox_ready  # §18: db fence, envroute_id, checks
+
+        sandbox_ready()

@@ -28,6 +28,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 
 from envroute import BackendUnavailable, ConfigError, EnvRouter, Problem
+from envroute.errors import EnvironmentMismatch
 from envroute.gateway import (
     BACKEND_KEY,
     IDENTITY_KEY,
@@ -43,6 +44,7 @@ from envroute.settings import APP_BACKEND
 from envroute.typing import HeaderList, WSGIEnvironment
 
 from .conf import conf
+from .db import PROBLEM_KEY
 from .gateway import get_router
 
 GetResponse = Callable[[HttpRequest], HttpResponseBase]
@@ -81,11 +83,24 @@ class EnvRouteMiddleware:
             response = self._dispatch(request, environ, router, admission)
         except Exception as exc:
             return self._refuse(router, environ, as_problem(exc, request_id), started)
+        recorded = environ.get(PROBLEM_KEY)  # §18: a fence violation, a foreign envroute_id
+        if isinstance(recorded, Problem):  # Django's own page for it is dropped, not closed:
+            return self._refuse(router, environ, recorded, started)
         for name, value in admission.headers:
             response[name] = value
         response["Request-Id"] = request_id
         router.log(environ, admission.identity, response.status_code, started)
         return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception
+                          ) -> HttpResponse | None:
+        """§18: a view that touched another environment's data is a 403, never a 500."""
+        if not isinstance(exception, EnvironmentMismatch):
+            return None
+        environ: WSGIEnvironment = getattr(request, "environ", request.META)
+        environ.setdefault(PROBLEM_KEY, Problem(
+            "environment_mismatch", "the request touched another environment's data"))
+        return problem_response(environ[PROBLEM_KEY], environ[REQUEST_ID_KEY])
 
     def _dispatch(self, request: HttpRequest, environ: WSGIEnvironment, router: EnvRouter,
                   admission: Admission) -> HttpResponseBase:

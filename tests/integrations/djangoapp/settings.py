@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 from tests.conftest import SECRET
 from tests.support.services import reachable
@@ -23,6 +24,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django_envroute",
+    "tests.integrations.djangoapp.ledger",  # §18: a model in each environment's database
 ]
 MIDDLEWARE = [
     "django_envroute.middleware.EnvRouteMiddleware",
@@ -44,6 +46,12 @@ TEMPLATES = [{
 DATABASES: dict[str, dict[str, object]] = {
     "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
 }
+# §18: one SQLite file per environment (test_sandbox_db.py sets ENVROUTE_DATABASES itself).
+_sqlite_dir = tempfile.gettempdir()
+for _alias in ("sandbox", "live"):
+    _file = os.path.join(_sqlite_dir, f"envroute_{_alias}_{os.getpid()}.sqlite3")
+    DATABASES[_alias] = {"ENGINE": "django.db.backends.sqlite3", "NAME": _file,
+                         "TEST": {"NAME": _file}}
 # The real PostgreSQL, where there is one (always under CI: a missing server fails there).
 if reachable("127.0.0.1", 5432) or os.environ.get("CI"):
     DATABASES["postgres"] = {
@@ -51,6 +59,8 @@ if reachable("127.0.0.1", 5432) or os.environ.get("CI"):
         "NAME": "test", "USER": os.environ.get("PGUSER", ""),
         "TEST": {"NAME": f"envroute_django_{os.getpid()}"},
     }
+    DATABASES["pg_sandbox"] = {**DATABASES["postgres"],
+                               "TEST": {"NAME": f"envroute_django_sandbox_{os.getpid()}"}}
 
 ENVROUTE = {
     "secret": SECRET,
