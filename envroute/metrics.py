@@ -9,6 +9,8 @@ The series (docs/metrics.md has PromQL and a Grafana dashboard):
 
 - ``envroute_requests_total{environment,backend,code}``: ``code`` is the problem code of a
   refusal (``rate_limited``, ``invalid_key``, ...) or ``ok`` when a backend answered;
+- ``envroute_responses_total{environment,backend,status}``: ``status`` is the class of the
+  HTTP status sent (``2xx`` ... ``5xx``), so a backend's own 5xx shows in an error ratio;
 - ``envroute_request_duration_seconds{environment,backend}``: until the response is closed;
 - ``envroute_upstream_duration_seconds{backend}``: a URL backend, until its headers arrive;
 - ``envroute_auth_cache_total{result}`` (``hit``, ``miss``), ``envroute_store_errors_total``.
@@ -33,6 +35,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable
 from typing import Any, Literal
 
@@ -58,14 +61,15 @@ TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class _Recorder:
-    """The process's instruments, fed from counts buffered in memory.
+    """The process's instruments, fed from events buffered in memory.
 
     Writing a multiprocess value costs ~1 µs (a lock, a pid check, a write to the mapped
-    file) and a request makes four; a dict update under one lock costs a tenth of that. So
-    requests add to :attr:`_pending`, and :meth:`flush` moves the sums into
-    prometheus_client every :data:`FLUSH_SECONDS` (a daemon thread per process), before this
-    process renders a scrape, and at exit. The risk: another worker's last second is not
-    yet in a scrape, and a worker killed with SIGKILL loses it; totals never go down.
+    file) and a request makes four. So a request only appends one tuple to :attr:`events`
+    (a deque: ``append`` and ``popleft`` are atomic, no lock needed, nothing lost between
+    threads), and :meth:`flush` adds them up and moves the sums into prometheus_client every
+    :data:`FLUSH_SECONDS` (a daemon thread per process), before this process renders a
+    scrape, and at exit. The risk: another worker's last second is not yet in a scrape, and
+    a worker killed with SIGKILL loses it; totals never go down.
 
     One recorder per process: two value objects for the same series in multiprocess mode
     would overwrite each other's counts in the shared file.
@@ -85,6 +89,8 @@ class _Recorder:
         self.metrics: dict[str, Any] = {
             "requests": Counter("envroute_requests", "Requests, by outcome",
                                 ("environment", "backend", "code"), registry=None),
+            "responses": Counter("envroute_responses", "Responses, by HTTP status class",
+                                 ("environment", "backend", "status"), registry=None),
             "duration": Histogram("envroute_request_duration_seconds",
                                   "Time from a request's arrival until its response closed",
                                   ("environment", "backend"), buckets=BUCKETS, registry=None),
@@ -98,61 +104,52 @@ class _Recorder:
                                     registry=None),
         }
         self.metrics["store_errors"].inc(0)  # a series from the start, for rate() and alerts
-        self._pending: dict[tuple[str, ...], Any] = {}
-        self._lock = threading.Lock()
+        #: (environment, backend, code, seconds, status) for a request; (metric, *labels)
+        #: for a counter; (metric, label, seconds) for the upstream histogram
+        self.events: deque[tuple[Any, ...]] = deque()
+        self.flusher = False
         self._children: dict[tuple[str, ...], Any] = {}
-        self._flusher = False
+        self._flushing = threading.Lock()
         os.register_at_fork(after_in_child=self._forked)
         atexit.register(self.flush)
 
-    def count(self, key: tuple[str, ...]) -> None:
-        """Add one to the counter series ``key`` = (metric, *label values)."""
-        with self._lock:
-            self._pending[key] = self._pending.get(key, 0) + 1
-        if not self._flusher:
-            self._start_flusher()
-
-    def observe(self, key: tuple[str, ...], seconds: float) -> None:
-        """Add an observation to the histogram series ``key`` = (metric, *label values)."""
-        index = bisect.bisect_left(BUCKETS, seconds)  # the first bound >= seconds, or +Inf
-        with self._lock:
-            entry = self._pending.get(key)
-            if entry is None:
-                entry = self._pending[key] = [0.0] * (len(BUCKETS) + 2)
-            entry[0] += seconds
-            entry[index + 1] += 1
-        if not self._flusher:
-            self._start_flusher()
-
-    def request(self, environment: str, backend: str, code: str, seconds: float) -> None:
-        """:meth:`count` and :meth:`observe` of one request, under one lock (the hot path)."""
-        index = bisect.bisect_left(BUCKETS, seconds) + 1
-        counted, timed = ("requests", environment, backend, code), ("duration", environment,
-                                                                    backend)
-        with self._lock:
-            pending = self._pending
-            pending[counted] = pending.get(counted, 0) + 1
-            entry = pending.get(timed)
-            if entry is None:
-                entry = pending[timed] = [0.0] * (len(BUCKETS) + 2)
-            entry[0] += seconds
-            entry[index] += 1
-        if not self._flusher:
-            self._start_flusher()
-
     def flush(self) -> None:
-        """Move the buffered counts into prometheus_client's files (thread-safe)."""
-        with self._lock:
-            pending, self._pending = self._pending, {}
-        for key, value in pending.items():
-            child = self._child(key)
-            if isinstance(value, list):  # a histogram: [sum, one count per bucket]
-                child._sum.inc(value[0])
-                for bucket, count in zip(child._buckets, value[1:], strict=True):
+        """Add up the buffered events and move the sums into prometheus_client's files."""
+        with self._flushing:
+            counts: dict[tuple[str, ...], float] = {}
+            histograms: dict[tuple[str, ...], list[float]] = {}
+            events = self.events
+            for _ in range(len(events)):  # only what is there now; later ones wait
+                event = events.popleft()
+                if len(event) == 5:
+                    environment, backend, code, seconds, status = event
+                    counted: tuple[str, ...] = ("requests", environment, backend, code)
+                    counts[counted] = counts.get(counted, 0) + 1
+                    counted = ("responses", environment, backend, _STATUS_CLASSES.get(
+                        status // 100, UNKNOWN))
+                    counts[counted] = counts.get(counted, 0) + 1
+                    self._add(histograms, ("duration", environment, backend), seconds)
+                elif len(event) == 3:
+                    self._add(histograms, event[:2], event[2])
+                else:
+                    counts[event] = counts.get(event, 0) + 1
+            for series, count in counts.items():
+                self._child(series).inc(count)
+            for series, sums in histograms.items():
+                child = self._child(series)
+                child._sum.inc(sums[0])
+                for bucket, count in zip(child._buckets, sums[1:], strict=True):
                     if count:
                         bucket.inc(count)
-            else:
-                child.inc(value)
+
+    @staticmethod
+    def _add(histograms: dict[tuple[str, ...], list[float]], key: tuple[str, ...],
+             seconds: float) -> None:
+        sums = histograms.get(key)
+        if sums is None:  # [sum, one count per bucket and +Inf]
+            sums = histograms[key] = [0.0] * (len(BUCKETS) + 2)
+        sums[0] += seconds
+        sums[bisect.bisect_left(BUCKETS, seconds) + 1] += 1  # the first bound >= seconds
 
     def _child(self, key: tuple[str, ...]) -> Any:
         found = self._children.get(key)
@@ -164,8 +161,8 @@ class _Recorder:
             self._children[key] = found
         return found
 
-    def _start_flusher(self) -> None:
-        self._flusher = True
+    def start_flusher(self) -> None:
+        self.flusher = True
         threading.Thread(target=self._flush_forever, name="envroute-metrics",
                          daemon=True).start()
 
@@ -178,10 +175,10 @@ class _Recorder:
                 logger.exception("could not write metrics to %s", self.directory)
 
     def _forked(self) -> None:
-        """In a new worker: its parent's pending counts are the parent's to write."""
-        self._pending = {}
-        self._lock = threading.Lock()
-        self._flusher = False
+        """In a new worker: its parent's buffered events are the parent's to write."""
+        self.events = deque()
+        self._flushing = threading.Lock()
+        self.flusher = False
 
     def render(self) -> bytes:
         from prometheus_client import CollectorRegistry, generate_latest, multiprocess
@@ -220,32 +217,40 @@ def enable(settings: MetricsSettings) -> MetricsEndpoint | None:
 # -- recording: one call at each place something happens; no-ops while metrics are off ----
 
 def observe_request(environment: str | None, backend: str | None, code: str,
-                    seconds: float) -> None:
-    """One finished request: ``code`` is the problem code, or ``"ok"``."""
+                    seconds: float, status: int = 0) -> None:
+    """One finished request: ``code`` is the problem code, or ``"ok"`` when a backend
+    answered; ``status`` is the HTTP status sent (0 if the response never started)."""
     recorder = _recorder
     if recorder is not None:
-        recorder.request(environment or UNKNOWN, backend or UNKNOWN, code, seconds)
+        recorder.events.append((environment or UNKNOWN, backend or UNKNOWN, code, seconds,
+                                status))
+        if not recorder.flusher:
+            recorder.start_flusher()
 
 
 def observe_upstream(backend: str, seconds: float) -> None:
     """A URL backend's response headers arrived ``seconds`` after the request was sent."""
     recorder = _recorder
     if recorder is not None:
-        recorder.observe(("upstream", backend), seconds)
+        recorder.events.append(("upstream", backend, seconds))
 
 
 def auth_cache(result: Literal["hit", "miss"]) -> None:
     """The API-key verifier found a cached verdict (``hit``) or asked the store (``miss``)."""
     recorder = _recorder
     if recorder is not None:
-        recorder.count(("auth_cache", result))
+        recorder.events.append(_HIT if result == "hit" else _MISS)
 
 
 def store_error() -> None:
     """A request failed because a store (keys, rate limits, token keys) was unavailable."""
     recorder = _recorder
     if recorder is not None:
-        recorder.count(("store_errors",))
+        recorder.events.append(_STORE_ERROR)
+
+
+_STATUS_CLASSES = {n: f"{n}xx" for n in range(1, 6)}
+_HIT, _MISS, _STORE_ERROR = ("auth_cache", "hit"), ("auth_cache", "miss"), ("store_errors",)
 
 
 class MetricsEndpoint:

@@ -17,6 +17,7 @@ import requests
 import urllib3
 from requests.structures import CaseInsensitiveDict
 
+from .. import metrics
 from ..errors import BackendError, BadRequestBody
 from ..names import reason_phrase
 from ..settings import BackendSettings
@@ -67,12 +68,15 @@ class ProxyBackend:
         # An iterable body streams (urllib3 sends it chunked unless Content-Length is set).
         request.body = body if body else None  # type: ignore[assignment]
         request.hooks = {"response": []}
+        sent = time.perf_counter()
         try:
             response = self.pool.send(request)
         except ClientBodyError as exc:
             raise BadRequestBody(str(exc)) from None
         except Exception as exc:  # every requests/urllib3/socket error becomes ours
             raise self._failure(exc, retryable=not body.started) from None
+        finally:  # until the response headers arrived, or the attempt failed
+            metrics.observe_upstream(self.name, time.perf_counter() - sent)
         raw: urllib3.BaseHTTPResponse = response.raw
         try:
             status = _status(response)

@@ -67,10 +67,10 @@ def test_multiprocess_directory_is_set_up(open_endpoint: metrics.MetricsEndpoint
 
 def test_counts_are_exact(open_endpoint: metrics.MetricsEndpoint) -> None:
     before = scrape(open_endpoint)
-    for _ in range(3):
-        metrics.observe_request("sandbox", "app", "ok", 0.003)
-    metrics.observe_request("production", "billing", "rate_limited", 0.0001)
-    metrics.observe_request(None, None, "missing_credentials", 0.00002)
+    for status in (200, 201, 503):  # the backend's own 503 is still "ok" for envroute
+        metrics.observe_request("sandbox", "app", "ok", 0.003, status)
+    metrics.observe_request("production", "billing", "rate_limited", 0.0001, 429)
+    metrics.observe_request(None, None, "missing_credentials", 0.00002, 401)
     metrics.observe_upstream("billing", 0.2)
     metrics.auth_cache("hit")
     metrics.auth_cache("hit")
@@ -83,6 +83,12 @@ def test_counts_are_exact(open_endpoint: metrics.MetricsEndpoint) -> None:
                  backend="billing", code="rate_limited") == 1
     assert value(changes, "envroute_requests_total", environment="-", backend="-",
                  code="missing_credentials") == 1
+    for environment, backend, status, count in [("sandbox", "app", "2xx", 2),
+                                                ("sandbox", "app", "5xx", 1),
+                                                ("production", "billing", "4xx", 1),
+                                                ("-", "-", "4xx", 1)]:
+        assert value(changes, "envroute_responses_total", environment=environment,
+                     backend=backend, status=status) == count
     duration = "envroute_request_duration_seconds"
     assert value(changes, f"{duration}_count", environment="sandbox", backend="app") == 3
     assert value(changes, f"{duration}_sum", environment="sandbox",
@@ -102,7 +108,7 @@ def test_counts_are_exact(open_endpoint: metrics.MetricsEndpoint) -> None:
 def test_no_key_or_customer_label(open_endpoint: metrics.MetricsEndpoint) -> None:
     metrics.observe_request("sandbox", "app", "ok", 0.001)
     names = {label for (_, labels) in scrape(open_endpoint) for label, _ in labels}
-    assert names <= {"environment", "backend", "code", "result", "le"}
+    assert names <= {"environment", "backend", "code", "status", "result", "le"}
 
 
 def test_a_series_flood_is_folded(open_endpoint: metrics.MetricsEndpoint,
@@ -115,6 +121,8 @@ def test_a_series_flood_is_folded(open_endpoint: metrics.MetricsEndpoint,
     changes = delta(before, scrape(open_endpoint))
     assert value(changes, "envroute_requests_total", environment="other", backend="other",
                  code="other") == 5
+    assert value(changes, "envroute_responses_total", environment="other", backend="other",
+                 status="other") == 5
     assert not any("made-up" in str(labels) for (_, labels) in changes)
     for key in [k for k in recorder._children if "other" in k]:
         del recorder._children[key]  # later tests count series of their own
