@@ -5,7 +5,12 @@ measures, with a verified key on a cache hit:
 
 1. in process: µs per call of the bare app and of the gateway, and the overhead;
 2. under gunicorn (gthread, the same workers and threads for both): req/s with wrk
-   (``apt-get install wrk``) or, without it, a Python keep-alive load generator.
+   (``apt-get install wrk``) or, without it, a Python keep-alive load generator;
+3. a flood (in process): a thread sends 2,000 made-up keys per second (right checksum,
+   unknown to the store) while valid-key requests go on; it reports the valid requests'
+   p50/p99 beside the same without a flood, the store queries per second the flood
+   costs (distinct keys, and a pool of 500 repeated ones), and the store queries the
+   valid key cost (0: a flood cannot evict it).
 
 It prints ratios; the targets (≤ 10 µs of overhead per verified request, ≥ 0.95 of the
 bare app's req/s under gunicorn) are reported, never asserted. Only loopback is used.
@@ -33,7 +38,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 from apps import bare_app  # noqa: E402
 
-from envroute import EnvRouter, KeyManager  # noqa: E402
+from envroute import EnvRouter, KeyManager, keys  # noqa: E402
 from tests.support.processes import BIN, free_port, gunicorn_command, running  # noqa: E402
 
 SECRET = "benchmark-secret-0123456789abcdefghijklmnop"
@@ -71,6 +76,74 @@ def in_process(config: Path, iterations: int) -> dict[str, float]:
     bare, gated = measure(bare_app), measure(gateway)
     gateway.store.close()
     return {"bare_us": bare, "gateway_us": gated, "overhead_us": gated - bare}
+
+
+def flood(config: Path, seconds: float, rate: int = 2000) -> dict[str, Any]:
+    """Valid-key latency and store queries under a flood of made-up keys (in process)."""
+    gateway = EnvRouter(bare_app, config)
+    key = KeyManager(gateway.store, gateway.settings).create("sandbox").secret
+    queries, valid_queries, sent = [0], [0], [0]
+    lookup = gateway.store.lookup
+    valid_hash = keys.hash_key(gateway.settings.secret_key, key)
+
+    def counted(key_hash: bytes) -> Any:
+        queries[0] += 1
+        valid_queries[0] += key_hash == valid_hash
+        return lookup(key_hash)
+
+    gateway.store.lookup = counted  # type: ignore[method-assign]
+
+    def call(secret: str) -> None:
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/v1/charges", "QUERY_STRING": "",
+                   "SERVER_NAME": "bench", "SERVER_PORT": "80", "wsgi.url_scheme": "http",
+                   "HTTP_AUTHORIZATION": f"Bearer {secret}"}
+        for _chunk in gateway(environ, lambda *args: None):
+            pass
+
+    def valid_traffic() -> tuple[list[float], int]:
+        latencies, before = [], valid_queries[0]
+        ends = time.perf_counter() + seconds
+        while time.perf_counter() < ends:
+            began = time.perf_counter()
+            call(key)
+            latencies.append(time.perf_counter() - began)
+            time.sleep(0.0005)  # ~1,000 valid requests/s beside the flood
+        return sorted(latencies), valid_queries[0] - before
+
+    def attack(stop: threading.Event, pool: list[str] | None) -> None:
+        due, n = time.perf_counter(), 0
+        while not stop.is_set():
+            call(pool[n % len(pool)] if pool else keys.generate_secret("sk_test_"))
+            n += 1
+            sent[0] += 1
+            due += 1 / rate
+            time.sleep(max(0.0, due - time.perf_counter()))
+
+    def percentile(values: list[float], q: float) -> float:
+        return values[min(len(values) - 1, int(len(values) * q))] * 1e6
+
+    call(key)  # cached
+    quiet, _ = valid_traffic()
+    report: dict[str, Any] = {"rate": rate, "quiet_p50_us": percentile(quiet, 0.5),
+                              "quiet_p99_us": percentile(quiet, 0.99)}
+    for name, pool in (("distinct", None),
+                       ("repeated", [keys.generate_secret("sk_test_") for _ in range(500)])):
+        stop = threading.Event()
+        attacker = threading.Thread(target=attack, args=(stop, pool))
+        began, before, sent[0] = time.perf_counter(), queries[0], 0
+        attacker.start()
+        latencies, valid_key_queries = valid_traffic()
+        stop.set()
+        attacker.join()
+        elapsed = time.perf_counter() - began
+        report[name] = {"p50_us": percentile(latencies, 0.5),
+                        "p99_us": percentile(latencies, 0.99),
+                        "made_up_keys_per_s": sent[0] / elapsed,
+                        "store_queries_per_s": (queries[0] - before) / elapsed,
+                        "valid_key_store_queries": valid_key_queries}
+    gateway.authenticator.close()
+    gateway.store.close()
+    return report
 
 
 #: With two or more cores the server gets one and the load generator another, so they do
@@ -167,8 +240,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         config = write_config(Path(scratch))
         local = in_process(config, 2_000 if args.quick else 50_000)
+        flooded = flood(config, 1.0 if args.quick else 5.0)
         served = under_gunicorn(config, 2 if args.quick else 5, 1 if args.quick else 5)
-    report = {"in_process": local, "gunicorn": served}
+    report = {"in_process": local, "flood": flooded, "gunicorn": served}
     if args.json:
         print(json.dumps(report, indent=2))
         return
@@ -177,6 +251,15 @@ def main() -> None:
           f"{local['gateway_us']:.2f} µs/request")
     print(f"               overhead {local['overhead_us']:.2f} µs/request "
           f"(target ≤ 10 µs: {'met' if local['overhead_us'] <= 10 else 'MISSED'})")
+    print(f"  flood of {flooded['rate']} made-up keys/s (in process), valid-key latency:")
+    print(f"               no flood p50 {flooded['quiet_p50_us']:.0f} µs, "
+          f"p99 {flooded['quiet_p99_us']:.0f} µs")
+    for name in ("distinct", "repeated"):
+        run = flooded[name]
+        print(f"               {name:<9} ({run['made_up_keys_per_s']:.0f}/s sent) "
+              f"p50 {run['p50_us']:.0f} µs, p99 {run['p99_us']:.0f} µs; "
+              f"store {run['store_queries_per_s']:.0f} queries/s, "
+              f"{run['valid_key_store_queries']} for the valid key")
     pinning = "server and load on separate cores" if served["pinned"] else "unpinned"
     print(f"  gunicorn gthread, 1 worker x 4 threads, {served['load_generator']}, {pinning}:")
     print(f"               bare {served['bare_rps']:.0f} req/s, behind EnvRouter "
