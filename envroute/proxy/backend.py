@@ -2,10 +2,10 @@
 
 The request's path through the proxy reads top to bottom in :meth:`ProxyBackend.__call__`:
 URL (:mod:`.urls`) → headers (:mod:`.headers`) → body (:mod:`.bodies`) → send over the
-pool (:mod:`.pool`) → errors translated (:mod:`.failures`) → response head → first piece
-of the body → ``start_response``. Everything that can fail before a byte reaches the
-caller raises an envroute error before ``start_response``, so the gateway can answer a
-problem or fail over.
+pool requests' adapter built (:mod:`.pool`) → errors translated (:mod:`.failures`) →
+response head → first piece of the body → ``start_response``. Everything that can fail
+before a byte reaches the caller raises an envroute error before ``start_response``, so
+the gateway can answer a problem or fail over.
 """
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
-import requests
 import urllib3
-from requests.structures import CaseInsensitiveDict
 
 from .. import metrics
 from ..errors import BackendError, BadRequestBody
@@ -42,7 +40,7 @@ class ProxyBackend:
         self.base_path = self.upstream.base_path
         self.strip_prefix = backend.strip_prefix
         self.timeout = (backend.connect_timeout, backend.timeout)
-        self.pool = ConnectionPool(backend.pool_size, self.timeout)
+        self.pool = ConnectionPool(self.origin, backend.pool_size, self.timeout)
         self.pool_size = self.pool.size
         self._where = self.origin.partition("://")[2]
         self._signing_secret = signing_secret
@@ -59,31 +57,25 @@ class ProxyBackend:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
         body = RequestBody.from_environ(environ)
-        request = requests.PreparedRequest()
-        request.method = method
-        request.url = self.upstream.url_for(environ)
-        request.headers = CaseInsensitiveDict(request_headers(
-            environ, signing_secret=self._signing_secret,
-            content_length=body.length if body else None))
-        # An iterable body streams (urllib3 sends it chunked unless Content-Length is set).
-        request.body = body if body else None  # type: ignore[assignment]
-        request.hooks = {"response": []}
+        headers = request_headers(environ, signing_secret=self._signing_secret,
+                                  content_length=body.length if body else None)
         sent = time.perf_counter()
         try:
-            response = self.pool.send(request)
+            # An iterable body streams (chunked unless Content-Length is set).
+            raw = self.pool.urlopen(method, self.upstream.target_for(environ), headers,
+                                    body if body else None)
         except ClientBodyError as exc:
             raise BadRequestBody(str(exc)) from None
-        except Exception as exc:  # every requests/urllib3/socket error becomes ours
+        except Exception as exc:  # every urllib3/socket error becomes ours
             raise self._failure(exc, retryable=not body.started) from None
         finally:  # until the response headers arrived, or the attempt failed
             metrics.observe_upstream(self.name, time.perf_counter() - sent)
-        raw: urllib3.BaseHTTPResponse = response.raw
         try:
-            status = _status(response)
-            headers = response_headers(raw.headers, self.upstream, environ, backend=self.name)
-            if method == "HEAD" or response.status_code in _NO_BODY_STATUSES:
+            status = _status(raw)
+            passed = response_headers(raw.headers, self.upstream, environ, backend=self.name)
+            if method == "HEAD" or raw.status in _NO_BODY_STATUSES:
                 finish(raw)
-                start_response(status, headers)
+                start_response(status, passed)
                 return []
             first = first_piece(raw)
         except BackendError:
@@ -92,7 +84,7 @@ class ProxyBackend:
         except Exception as exc:  # the head arrived, the body did not: still a problem
             _discard(raw)
             raise self._failure(exc, retryable=False) from None
-        start_response(status, headers)
+        start_response(status, passed)
         return ResponseBody(raw, self.name, first)
 
     def _failure(self, exc: Exception, *, retryable: bool) -> BackendError:
@@ -109,11 +101,11 @@ class ProxyBackend:
         """A ``Location`` into this backend, as a path on the gateway; others unchanged."""
         return self.upstream.rewrite_url(location, environ)
 
-    def response_head(self, response: requests.Response,
+    def response_head(self, raw: urllib3.BaseHTTPResponse,
                       environ: WSGIEnvironment) -> tuple[str, HeaderList]:
         """The status line and the headers to pass back to the caller."""
-        return _status(response), response_headers(
-            response.raw.headers, self.upstream, environ, backend=self.name)
+        return _status(raw), response_headers(raw.headers, self.upstream, environ,
+                                              backend=self.name)
 
     # -- envroute check ---------------------------------------------------------------
 
@@ -123,25 +115,20 @@ class ProxyBackend:
         Sends ``HEAD`` to the backend URL with its timeouts and no identity headers.
         Raises :class:`BackendUnavailable` or :class:`BackendTimeout` when unreachable.
         """
-        request = requests.PreparedRequest()
-        request.method = "HEAD"
-        request.url = self.origin + (self.base_path or "/")
-        request.headers = CaseInsensitiveDict({"User-Agent": "envroute-check"})
-        request.body = None
-        request.hooks = {"response": []}
         started = time.perf_counter()
         try:
-            response = self.pool.send(request)
+            raw = self.pool.urlopen("HEAD", self.base_path or "/",
+                                    {"User-Agent": "envroute-check"}, None)
         except Exception as exc:
             raise self._failure(exc, retryable=True) from None
         elapsed = (time.perf_counter() - started) * 1000
-        with response:
-            status = _status(response)
+        status = _status(raw)
+        finish(raw)
         return f"{self.origin}{self.base_path or '/'} answered {status} in {elapsed:.0f} ms"
 
 
-def _status(response: requests.Response) -> str:
-    return f"{response.status_code} {response.reason or reason_phrase(response.status_code)}"
+def _status(raw: urllib3.BaseHTTPResponse) -> str:
+    return f"{raw.status} {raw.reason or reason_phrase(raw.status)}"
 
 
 def _discard(raw: urllib3.BaseHTTPResponse) -> None:

@@ -1,7 +1,8 @@
-"""Lower-level failures (requests, urllib3, sockets) as envroute's own errors.
+"""Lower-level failures (urllib3, requests, sockets) as envroute's own errors.
 
-requests' ``adapters.py`` style: every error from the connection pool is re-raised as one
-of envroute's, by type: a connect timeout or a read timeout is
+requests' ``adapters.py`` style, which maps urllib3's errors to its own by type: every
+error from the connection pool is re-raised as one of envroute's, by type (urllib3's,
+as the pool raises them, and requests' for completeness): a connect timeout or a read timeout is
 :class:`~envroute.errors.BackendTimeout` (504, never failed over), anything else is
 :class:`~envroute.errors.BackendUnavailable` (502; retryable only while no byte of the
 request body was sent). Messages name the upstream's host and port for the operator's log
@@ -40,7 +41,8 @@ _REASONS: tuple[tuple[type[BaseException], str], ...] = (
 def _wrapped(exc: BaseException) -> BaseException:
     """What requests wraps: a ``MaxRetryError``'s ``reason`` or urllib3's ``ProtocolError``
     argument (one known level, not a walk of ``__cause__`` chains)."""
-    inner = exc.args[0] if isinstance(exc, requests.RequestException) and exc.args else exc
+    inner: object = (exc.args[0] if isinstance(exc, requests.RequestException) and exc.args
+                     else exc)
     if isinstance(inner, urllib3.exceptions.MaxRetryError) and inner.reason is not None:
         inner = inner.reason
     if (isinstance(inner, urllib3.exceptions.ProtocolError) and len(inner.args) > 1
@@ -64,12 +66,15 @@ def reason(exc: BaseException) -> str:
 def translate(exc: Exception, *, where: str, backend: str, timeouts: tuple[float, float],
               retryable: bool) -> BackendError:
     """The envroute error for a failure to get a response from ``where`` (host:port)."""
-    if isinstance(exc, requests.ConnectTimeout):
+    inner = _wrapped(exc)
+    if isinstance(exc, requests.ConnectTimeout) or (
+            isinstance(inner, urllib3.exceptions.ConnectTimeoutError)
+            and not isinstance(inner, urllib3.exceptions.NewConnectionError)):
         return BackendTimeout(f"timed out connecting to {where} (after {timeouts[0]:g} s)",
                               backend=backend)
-    if isinstance(exc, _READ_TIMEOUTS) or isinstance(_wrapped(exc), _READ_TIMEOUTS):
+    if isinstance(exc, _READ_TIMEOUTS) or isinstance(inner, _READ_TIMEOUTS):
         return BackendTimeout(f"{where} sent nothing for {timeouts[1]:g} s", backend=backend)
-    if isinstance(_wrapped(exc), urllib3.exceptions.NewConnectionError):
+    if isinstance(inner, urllib3.exceptions.NewConnectionError):
         message = f"cannot connect to {where}: {reason(exc)}"
     else:
         message = f"connection to {where} failed: {reason(exc)}"

@@ -111,11 +111,16 @@ class Upstream:
         self.base_path = quote(url.path.rstrip("/"), safe=PATH_SAFE + "%")
         self.strip_prefix = backend.strip_prefix
 
-    def url_for(self, environ: WSGIEnvironment) -> str:
-        """The upstream URL: the backend's origin and path fixed, then the request's path."""
+    def target_for(self, environ: WSGIEnvironment) -> str:
+        """The request target sent upstream: the backend URL's path, then the request's
+        path, and the query string (the origin is the connection's own)."""
         path = self.base_path + upstream_path(environ, self.strip_prefix)
         query = upstream_query(environ)
-        return self.origin + (path or "/") + (f"?{query}" if query else "")
+        return (path or "/") + (f"?{query}" if query else "")
+
+    def url_for(self, environ: WSGIEnvironment) -> str:
+        """The upstream URL: the backend's origin and path fixed, then the request's path."""
+        return self.origin + self.target_for(environ)
 
     # -- the way back -------------------------------------------------------------------
 

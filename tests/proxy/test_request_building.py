@@ -1,7 +1,8 @@
 """Unit tests of how the proxy builds the upstream request: URL, path, headers, Location.
 
-No sockets here: pure functions on WSGI environs, and ``responses`` in place of the
-upstream where a whole request is built.
+Pure functions on WSGI environs, and the real echoing upstream process where a whole
+request is built (the proxy sends through urllib3's pool, below what ``responses``
+intercepts).
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-import responses
 from werkzeug.test import EnvironBuilder
 
 from envroute import ConfigError, Identity, verify_signature
 from envroute.proxy import DEFAULT_POOL_SIZE, ProxyBackend, upstream_path, upstream_query
 from envroute.settings import BackendSettings
+from tests.proxy.conftest import Upstream, echoed, header_map
 
 
 def environ(path_info: str, raw: str | None = None, **extra: Any) -> dict[str, Any]:
@@ -145,55 +146,66 @@ def test_location_without_a_base_path_or_prefix() -> None:
     assert plain.rewrite_location("http://127.0.0.1/x", environ("/")) == "http://127.0.0.1/x"
 
 
-@responses.activate
-def test_the_request_sent_upstream() -> None:
-    responses.add(responses.POST, "http://127.0.0.1:9000/base/v1/charges",
-                  body=b"created", status=201, headers={"Server": "upstream/1.0"})
+def sent_to(upstream: Upstream, proxy: ProxyBackend, env: dict[str, Any],
+            started: list[Any] | None = None) -> tuple[bytes, dict[str, Any]]:
+    """Send ``env`` through ``proxy`` to the real echoing upstream: (body, the echo)."""
+    def start(status: str, headers: list[tuple[str, str]]) -> None:
+        if started is not None:
+            started.append((status, headers))
+    body = b"".join(proxy(env, start))  # type: ignore[arg-type]
+    return body, echoed(body)
+
+
+def test_the_request_sent_upstream(primary: Upstream) -> None:
     env = EnvironBuilder(
         path="/sandbox/v1/charges", method="POST", data=b"amount=100",
         query_string="expand=customer", content_type="application/x-www-form-urlencoded",
         headers={"Connection": "keep-alive, X-Private", "X-Private": "p", "TE": "trailers",
                  "Keep-Alive": "300", "Envroute-Key-Id": "forged", "X-Trace": "t1",
-                 "X-Forwarded-For": "203.0.113.7", "Proxy-Authorization": "Basic eA=="},
+                 "X-Forwarded-For": "203.0.113.7", "Proxy-Authorization": "Basic eA==",
+                 "X-Upstream-Do": "status:201"},
         environ_base={"REMOTE_ADDR": "127.0.0.1"},
     ).get_environ()
     env["envroute.identity"] = Identity("key_1", "sandbox", {"tier": "pro"})
     env["envroute.request_id"] = "req_1"
     started: list[Any] = []
-    body = b"".join(backend()(env, lambda status, headers: started.append((status, headers))))
-    assert body == b"created"
+    proxy = backend(f"http://127.0.0.1:{primary.port}/base")
+    _, echo = sent_to(primary, proxy, env, started)
+    proxy.close()
     assert started[0][0] == "201 Created"
     assert "server" not in {name.lower() for name, _ in started[0][1]}
-    sent = responses.calls[0].request
-    assert sent.url == "http://127.0.0.1:9000/base/v1/charges?expand=customer"
-    assert b"".join(sent.body) == b"amount=100"
-    headers = sent.headers
-    assert headers["Content-Length"] == "10"
-    assert headers["Content-Type"] == "application/x-www-form-urlencoded"
-    assert headers["X-Trace"] == "t1"
-    for dropped in ("Connection", "X-Private", "TE", "Keep-Alive", "Proxy-Authorization"):
+    assert echo["target"] == "/base/v1/charges?expand=customer"
+    assert echo["body"] == "amount=100"
+    received = header_map(echo)
+    headers = {name: values[0] for name, values in received.items()}
+    assert all(len(values) == 1 for values in received.values()), received
+    assert headers["content-length"] == "10"
+    assert headers["content-type"] == "application/x-www-form-urlencoded"
+    assert headers["x-trace"] == "t1"
+    assert headers["host"] == f"127.0.0.1:{primary.port}"
+    for dropped in ("connection", "x-private", "te", "keep-alive", "proxy-authorization",
+                    "user-agent", "accept-encoding", "transfer-encoding"):
         assert dropped not in headers
-    assert headers["Envroute-Key-Id"] == "key_1"
-    assert headers["Envroute-Metadata"] == '{"tier":"pro"}'
-    assert headers["Envroute-Request-Id"] == "req_1"
+    assert headers["envroute-key-id"] == "key_1"
+    assert headers["envroute-metadata"] == '{"tier":"pro"}'
+    assert headers["envroute-request-id"] == "req_1"
     assert verify_signature(headers, "s3cret")
-    assert headers["X-Forwarded-For"] == "203.0.113.7, 127.0.0.1"
-    assert headers["X-Forwarded-Proto"] == "http"
-    assert headers["X-Forwarded-Host"] == "localhost"
+    assert headers["x-forwarded-for"] == "203.0.113.7, 127.0.0.1"
+    assert headers["x-forwarded-proto"] == "http"
+    assert headers["x-forwarded-host"] == "localhost"
 
 
-@responses.activate
-def test_no_identity_headers_without_an_identity_and_no_signature_without_a_secret() -> None:
-    responses.add(responses.GET, "http://127.0.0.1:9000/x", body=b"ok")
-    plain = ProxyBackend(BackendSettings(name="p", url="http://127.0.0.1:9000"))
+def test_no_identity_headers_without_an_identity_and_no_signature_without_a_secret(
+        primary: Upstream) -> None:
+    plain = ProxyBackend(BackendSettings(name="p", url=primary.url))
     env = EnvironBuilder(path="/x").get_environ()
-    list(plain(env, lambda *args: None))
+    _, first = sent_to(primary, plain, dict(env))
     env["envroute.identity"] = Identity("key_1", "sandbox")
-    list(plain(env, lambda *args: None))
-    first, second = (call.request.headers for call in responses.calls)
-    assert not [name for name in first if name.lower().startswith("envroute-")]
-    assert second["Envroute-Key-Id"] == "key_1"
-    assert "Envroute-Signature" not in second
+    _, second = sent_to(primary, plain, env)
+    plain.close()
+    assert not [name for name in header_map(first) if name.startswith("envroute-")]
+    assert header_map(second)["envroute-key-id"] == ["key_1"]
+    assert "envroute-signature" not in header_map(second)
 
 
 @pytest.mark.parametrize(("pool_size", "expected"), [
@@ -214,17 +226,14 @@ def test_one_pool_per_process_sized_from_pool_size(pool_size: int, expected: int
     proxy.close()
 
 
-@responses.activate
 @pytest.mark.parametrize("customer_id", [None, "acme"])
-def test_the_customer_is_sent_and_signed(customer_id: str | None) -> None:
-    from envroute import verify_signature
-    responses.add(responses.GET, "http://127.0.0.1:9000/x", body=b"ok")
-    proxy = ProxyBackend(BackendSettings(name="p", url="http://127.0.0.1:9000"),
-                         signing_secret="s3cret")
+def test_the_customer_is_sent_and_signed(primary: Upstream, customer_id: str | None) -> None:
+    proxy = ProxyBackend(BackendSettings(name="p", url=primary.url), signing_secret="s3cret")
     env = EnvironBuilder(path="/x", headers={"Envroute-Customer-Id": "forged"}).get_environ()
     env["envroute.identity"] = Identity("jane.doe@example.com", "sandbox", {"tier": "pro"},
                                         customer_id=customer_id)
-    list(proxy(env, lambda *args: None))
-    sent = responses.calls[0].request.headers
-    assert sent.get("Envroute-Customer-Id") == customer_id
-    assert verify_signature(dict(sent), "s3cret")
+    _, echo = sent_to(primary, proxy, env)
+    proxy.close()
+    received = header_map(echo)
+    assert received.get("envroute-customer-id") == ([customer_id] if customer_id else None)
+    assert verify_signature([tuple(pair) for pair in echo["headers"]], "s3cret")
