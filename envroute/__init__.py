@@ -8,10 +8,15 @@ app in the same process. Start with :class:`EnvRouter`.
 
 from __future__ import annotations
 
+from .audit import Event
+from .customers import CustomerManager
 from .errors import (
+    AlreadyExists,
+    BackendNotFound,
     BackendTimeout,
     BackendUnavailable,
     ConfigError,
+    CustomerNotFound,
     EnvrouteError,
     KeyNotFound,
     StoreUnavailable,
@@ -22,16 +27,23 @@ from .lifecycle import IssuedKey, KeyManager, KeyUsageError
 from .problems import Problem
 from .settings import Settings
 from .signing import verify_signature
+from .stored_backends import BackendManager
 from .stores import KeyRecord, KeyStore, open_store, register_store
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AlreadyExists",
+    "BackendManager",
+    "BackendNotFound",
     "BackendTimeout",
     "BackendUnavailable",
     "ConfigError",
+    "CustomerManager",
+    "CustomerNotFound",
     "EnvRouter",
     "EnvrouteError",
+    "Event",
     "Identity",
     "IssuedKey",
     "KeyManager",

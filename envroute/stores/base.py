@@ -277,6 +277,11 @@ class KeyStore(ABC):
         match = self.lookup(key_hash)
         return match.record if match is not None else None
 
+    def retiring_secrets(self, now: datetime, until: datetime) -> list[tuple[str, datetime]]:
+        """(key id, expires_at) of each secret a roll retired that still works at ``now``
+        and stops working at or before ``until`` (``keys expiring``, §16)."""
+        raise NotImplementedError
+
     # -- 0.2: customers (§12) -------------------------------------------------------------
 
     def create_customer(self, record: CustomerRecord) -> CustomerRecord:
