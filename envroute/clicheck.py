@@ -1,0 +1,268 @@
+"""``envroute serve``, ``check`` and ``explain``: the commands that build a gateway.
+
+``check`` is what an operator trusts before a deploy, so it says only what it verified:
+the config (validated in one pass), the store (its URL printed without a password; its
+secrets checked against ``secret`` and ``previous_secrets``), every URL backend reached
+(configured and stored), and the lints of §17 (warnings; ``--strict`` makes them fail).
+``explain`` is a dry run of the request's path that also says where each metadata value
+came from (the customer or the key), since effective metadata is what routing sees.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from .commandtools import optional
+from .errors import ConfigError, EnvrouteError
+from .settings import APP_BACKEND, BackendSettings
+
+
+def redact_url(url: str) -> str:
+    """``postgresql://u:secret@h/db`` -> ``postgresql://u:***@h/db``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+def settings_and_store(args: argparse.Namespace, *, app_given: bool = False) -> Any:
+    """The settings and the store; ``args.needs_app`` says whether the config routes to
+    the wrapped app (``keys``, ``check`` and ``explain`` accept such a config without
+    ``--app``). Decided by parsing, never by matching an error message."""
+    from .gateway import load_settings
+    from .stores import open_store
+
+    config = getattr(args, "config", None)
+    args.needs_app = app_given
+    if app_given:
+        settings = load_settings(config, [APP_BACKEND])
+    else:
+        try:
+            settings = load_settings(config, [])
+        except ConfigError as first:
+            try:
+                settings = load_settings(config, [APP_BACKEND])
+            except ConfigError:
+                raise first from None
+            if not _routes_to_app(settings):
+                raise
+            args.needs_app = True
+    if getattr(args, "store", None):
+        settings = replace(settings, store_url=args.store)
+    return settings, open_store(settings.store_url)
+
+
+def _routes_to_app(settings: Any) -> bool:
+    return any(APP_BACKEND in (route.backend, *route.split, *route.failover)
+               for route in settings.routes)
+
+
+def import_app(text: str) -> Any:
+    """``--app``: imported as gunicorn does (current directory first, ``factory()``)."""
+    import_object = optional("envroute.imports", "import_object")
+    if import_object is None:  # pragma: no cover - until envroute.imports lands
+        from werkzeug.utils import ImportStringError, import_string
+
+        try:
+            return import_string(text)
+        except ImportStringError as exc:
+            raise ConfigError(f"cannot import {text!r}: {exc.exception}",
+                              source="--app") from None
+    return import_object(text, what="app")
+
+
+def build_router(args: argparse.Namespace, *, placeholder: bool) -> Any:
+    from .gateway import EnvRouter
+
+    app = import_app(args.app) if args.app else None
+    settings, store = settings_and_store(args, app_given=app is not None)
+    if args.needs_app and app is None:
+        if not placeholder:
+            store.close()
+            raise EnvrouteError("this config routes to the wrapped app: pass "
+                                "--app package.module:application")
+        app = _placeholder
+    return EnvRouter(app, settings, store=store)
+
+
+def _placeholder(environ: Any, start_response: Any) -> list[bytes]:
+    start_response("501 Not Implemented", [("Content-Type", "text/plain")])
+    return [b"the wrapped application is not loaded in this command\n"]
+
+
+def serve(args: argparse.Namespace) -> int:
+    router = build_router(args, placeholder=False)
+    router.store.migrate()
+    run_server = optional("envroute.serving", "serve")
+    if run_server is None:  # pragma: no cover - until envroute.serving lands
+        import logging
+
+        from werkzeug.serving import run_simple
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        print(f"envroute: serving on http://{args.host}:{args.port} (Ctrl-C to stop)",
+              file=sys.stderr)
+        run_simple(args.host, args.port, router, threaded=True)
+        return 0
+    run_server(router, args.host, args.port)
+    return 0
+
+
+def _reach(name: str, backend: Any) -> dict[str, Any]:
+    check = getattr(backend, "check", None)
+    if check is None:
+        return {"name": f"backend {name}", "ok": True, "detail": "in-process app"}
+    try:
+        return {"name": f"backend {name}", "ok": True, "detail": check()}
+    except EnvrouteError as exc:
+        return {"name": f"backend {name}", "ok": False, "detail": str(exc)}
+
+
+def _stored_backends(router: Any) -> list[dict[str, Any]]:
+    """Reach every stored backend through the proxy the gateway would build for it."""
+    from .proxy import ProxyBackend
+
+    results = []
+    try:
+        records = router.store.list_backends()
+    except NotImplementedError:  # pragma: no cover - a store without stored backends
+        return []
+    for record in records:
+        backend = ProxyBackend(BackendSettings(
+            name=record.name, url=record.url, timeout=record.timeout,
+            connect_timeout=record.connect_timeout, strip_prefix=record.strip_prefix,
+            pool_size=record.pool_size))
+        try:
+            result = _reach(record.name, backend)
+        finally:
+            backend.close()
+        result["name"] += " (stored)"
+        results.append(result)
+    return results
+
+
+def _lints(router: Any) -> list[str]:
+    lint = optional("envroute.lint", "lint")
+    return list(lint(router.settings, router.store)) if lint is not None else []
+
+
+def check(args: argparse.Namespace) -> int:
+    from .cli import verify_secrets
+
+    router = build_router(args, placeholder=True)
+    results: list[dict[str, Any]] = []
+    router.store.migrate()
+    previous = verify_secrets(router.store, router.settings)
+    detail = redact_url(router.settings.store_url)
+    if previous:
+        detail += (f" ({previous} key secret{'s' if previous != 1 else ''} still under a "
+                   "previous secret: keep previous_secrets until this is 0)")
+    results.append({"name": "store", "ok": True, "detail": detail})
+    for name, backend in sorted(router.backends.items()):
+        results.append(_reach(name, backend))
+    results.extend(_stored_backends(router))
+    warnings = _lints(router)
+    failed = [r for r in results if not r["ok"]]
+    if args.json:
+        print(json.dumps({"ok": not failed and not (args.strict and warnings),
+                          "config": router.settings.source, "checks": results,
+                          "warnings": warnings}, indent=2))
+    else:
+        print(f"ok    config {router.settings.source}")
+        for result in results:
+            print(f"{'ok' if result['ok'] else 'FAIL':<6}{result['name']}: {result['detail']}")
+        for warning in warnings:
+            print(f"warn  {warning}")
+    router.store.close()
+    if failed:
+        print(f"envroute: error: {len(failed)} check(s) failed: "
+              + ", ".join(r["name"] for r in failed), file=sys.stderr)
+        return 1
+    if warnings and args.strict:
+        print(f"envroute: error: {len(warnings)} warning(s) and --strict", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _sources(router: Any, identity: Any) -> dict[str, str]:
+    """metadata name -> ``customer`` or ``key`` (or ``token`` for a JWT's claims)."""
+    if identity.source != "api_key":
+        customer_meta = _customer_metadata(router, identity.customer_id)
+        return {name: "customer" if name in customer_meta and name not in identity.metadata
+                else "token" for name in identity.metadata}
+    own = router.store.get(identity.key_id).metadata
+    return {name: "key" if name in own else "customer" for name in identity.metadata}
+
+
+def _customer_metadata(router: Any, customer_id: str | None) -> Any:
+    if not customer_id:
+        return {}
+    try:
+        return router.store.get_customer(customer_id).metadata
+    except EnvrouteError:
+        return {}
+
+
+def explain(args: argparse.Namespace) -> int:
+    from .gateway import as_problem
+    from .names import DRY_RUN_KEY
+
+    router = build_router(args, placeholder=True)
+    path, _, query = args.path.partition("?")
+    environ = {"REQUEST_METHOD": args.method.upper(), "PATH_INFO": path,
+               "QUERY_STRING": query, "SCRIPT_NAME": "", DRY_RUN_KEY: True,
+               "HTTP_AUTHORIZATION": f"Bearer {args.key}"}
+    try:
+        admission = router.admit(environ)
+    except Exception as exc:
+        problem = as_problem(exc)
+        if args.json:
+            print(json.dumps({"allowed": False, "status": problem.status,
+                              "code": problem.code, "detail": problem.detail}, indent=2))
+        else:
+            print(f"refused   {problem.status} {problem.code}: {problem.detail}")
+        return 1
+    identity, decision = admission.identity, admission.decision
+    route = decision.route
+    sources = _sources(router, identity)
+    targets = {name: _describe(router, name) for name in decision.backends}
+    if args.json:
+        print(json.dumps({"allowed": True, "identity": identity.to_dict(),
+                          "metadata_sources": sources, "route": route.label,
+                          "when": {k: sorted(v) for k, v in route.when.items()},
+                          "backends": list(decision.backends), "targets": targets}, indent=2))
+        return 0
+    when = ", ".join(f"{k} = {'|'.join(sorted(v))}" for k, v in route.when.items()) or "{}"
+    customer = f", customer {identity.customer_id}" if identity.customer_id else ""
+    print(f"key       {identity.key_id} ({identity.environment}{customer}, "
+          f"{identity.display})")
+    print(f"metadata  {json.dumps(dict(identity.metadata), sort_keys=True)}")
+    for name in sorted(identity.metadata):
+        print(f"          {name} = {json.dumps(identity.metadata[name])}  from the "
+              f"{sources.get(name, 'key')}")
+    print(f"route     {route.label}  when {when}")
+    kind = ("failover" if route.failover else "split" if route.split
+            else f"from {route.backend_from}" if route.backend_from else "backend")
+    print(f"{kind:<10}" + " -> ".join(f"{n} ({targets[n]})" for n in decision.backends))
+    return 0
+
+
+def _describe(router: Any, name: str) -> str:
+    backend = router.settings.backends.get(name)
+    if backend is not None and backend.url:
+        return str(backend.url)
+    if name == APP_BACKEND:
+        return "the wrapped app"
+    if backend is None:
+        try:
+            return f"{router.store.get_backend(name).url}, stored"
+        except (EnvrouteError, NotImplementedError):
+            return "stored backend"
+    return "in-process app"
