@@ -1,11 +1,12 @@
-"""``flask envroute keys …``: the ``envroute keys`` commands, for the app's own store.
+"""``flask envroute keys|customers|backends|audit …``: the ``envroute`` commands, for the
+app's own store.
 
-The flags and the output are exactly those of ``envroute keys`` because both are built
-by :func:`envroute.keycommands.add_key_commands` and run by
-:func:`envroute.keycommands.run_key_command`; click only hands its arguments over. The
-configuration is the app's (``app.config["ENVROUTE"]``), so there is no ``--config``;
-``--store URL`` overrides the store as it does for ``envroute``. A secret is printed once,
-by ``create`` and ``roll``.
+The flags and the output are exactly those of ``envroute`` because both are built by
+:func:`envroute.cli.add_group_arguments` and run by :func:`envroute.cli.run_group`; click
+only hands its arguments over. The configuration is the app's (``app.config["ENVROUTE"]``),
+so there is no ``--config``; ``--store URL`` overrides the store as it does for
+``envroute``. Changes go through the app's gateway (``router.keys`` …), so this process
+honours them at once and the audit log names the ``--actor`` (default: the OS user).
 """
 
 from __future__ import annotations
@@ -17,48 +18,62 @@ from dataclasses import replace
 import click
 from flask.cli import AppGroup
 
-from envroute import EnvrouteError, KeyManager, open_store
-from envroute.keycommands import add_key_commands, run_key_command
+from envroute import EnvrouteError, open_store
+from envroute.cli import AUDIT_HELP, GROUPS, add_group_arguments, run_group
+from envroute.commandtools import Managers
 
 from .extension import get_state
 
-envroute_group = AppGroup("envroute", help="envroute: API keys for this app.")
+envroute_group = AppGroup("envroute", help="envroute: API keys, customers, stored "
+                                           "backends and the audit log for this app.")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(group: str = "keys") -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--store", default=argparse.SUPPRESS, metavar="URL",
                         help="the key store URL, overriding [store] url")
-    parser = argparse.ArgumentParser(prog="flask envroute keys", parents=[common],
-                                     description="Create, list, show, revoke and roll keys.")
-    commands = parser.add_subparsers(dest="key_command", required=True, metavar="ACTION")
-    add_key_commands(commands, parents=[common])
+    help_text = AUDIT_HELP if group == "audit" else GROUPS[group][0]
+    parser = argparse.ArgumentParser(prog=f"flask envroute {group}", parents=[common],
+                                     description=help_text[:1].upper() + help_text[1:] + ".")
+    add_group_arguments(parser, group, common)
     return parser
 
 
-@envroute_group.command(
-    "keys", add_help_option=False,
-    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-    help="create, list, show, revoke and roll keys (flask envroute keys --help)",
-)
-@click.pass_context
-def keys_command(ctx: click.Context) -> None:
-    args = build_parser().parse_args(ctx.args)  # usage errors exit 2, as envroute's do
+def _run(ctx: click.Context, group: str) -> None:
+    args = build_parser(group).parse_args(ctx.args)  # usage errors exit 2, as envroute's do
     state = get_state()
-    store = state.store
-    settings = state.settings
-    if getattr(args, "store", None):
-        settings = replace(settings, store_url=args.store)
-        store = open_store(args.store)
+    store, settings = state.store, state.settings
+    actor = getattr(args, "actor", None)
     try:
-        code = run_key_command(args.key_command, args, KeyManager(store, settings),
-                               sys.stdout, sys.stderr)
-        if args.key_command in ("revoke", "roll"):  # this process stops trusting it at once
-            state.router.authenticator.api_keys.invalidate(args.id)
+        if getattr(args, "store", None):
+            settings = replace(settings, store_url=args.store)
+            store = open_store(args.store)
+            managers = Managers.build(store, settings, actor=actor)
+        else:
+            managers = Managers.of_router(state.router, actor)
+        try:
+            code = run_group(group, args, store, settings, managers=managers)
+        finally:
+            if store is not state.store:
+                store.close()
     except EnvrouteError as exc:
-        click.echo(f"flask envroute: error: {exc}", err=True)
+        click.echo(f"flask envroute: error: {' '.join(str(exc).split())}", err=True)
         ctx.exit(1)
-    finally:
-        if store is not state.store:
-            store.close()
+    sys.stdout.flush()
     ctx.exit(code)
+
+
+def _command(group: str) -> None:
+    help_text = AUDIT_HELP if group == "audit" else GROUPS[group][0]
+
+    @envroute_group.command(
+        group, add_help_option=False,
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+        help=f"{help_text} (flask envroute {group} --help)")
+    @click.pass_context
+    def command(ctx: click.Context) -> None:
+        _run(ctx, group)
+
+
+for _group in (*GROUPS, "audit"):
+    _command(_group)

@@ -1,0 +1,81 @@
+"""What the ``envroute_*`` management commands share: ``envroute``'s own argparse builders
+and runner, against the project's configuration (``settings.ENVROUTE``) and store.
+
+``manage.py envroute_keys|envroute_customers|envroute_backends|envroute_audit`` take the
+flags of ``envroute keys|customers|backends|audit`` (built by
+:func:`envroute.cli.add_group_arguments`) and print the same output. The store is the
+project's database unless ``store.url`` says otherwise; ``--store URL`` overrides it.
+Changes go through the project's gateway (``router.keys`` …), so this process honours
+them at once, the audit log names ``--actor`` (default: the OS user) and the
+``envroute_event`` signal is sent. Errors exit 1 with one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from typing import Any, TextIO, cast
+
+from django.core.management.base import BaseCommand, CommandError, OutputWrapper
+
+from envroute import EnvrouteError, open_store
+from envroute.cli import AUDIT_HELP, GROUPS, add_group_arguments, run_group
+from envroute.commandtools import Managers
+
+from ...gateway import get_router
+
+
+class _Plain:
+    """Lets the runner write through Django's wrapper, byte for byte."""
+
+    def __init__(self, wrapper: OutputWrapper) -> None:
+        self.wrapper = wrapper
+
+    def write(self, text: str) -> int:
+        self.wrapper.write(text, style_func=lambda s: s, ending="")
+        return len(text)
+
+    def flush(self) -> None:
+        self.wrapper.flush()
+
+
+class GroupCommand(BaseCommand):
+    """One ``envroute`` command group as a management command."""
+
+    group = "keys"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        text = AUDIT_HELP if self.group == "audit" else GROUPS[self.group][0]
+        self.help = f"{text[:1].upper()}{text[1:]} (as `envroute {self.group}`)."
+
+    def add_arguments(self, parser: Any) -> None:
+        common = argparse.ArgumentParser(add_help=False)
+        common.add_argument("--store", default=argparse.SUPPRESS, metavar="URL",
+                            help="the key store URL, overriding ENVROUTE['store']['url']")
+        if self.group == "audit":
+            parser.add_argument("--store", default=argparse.SUPPRESS, metavar="URL",
+                                help="the key store URL, overriding ENVROUTE['store']['url']")
+        add_group_arguments(parser, self.group, common)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        namespace = argparse.Namespace(**options)
+        try:
+            router = get_router()
+            settings, store = router.settings, router.store
+            actor = options.get("actor")
+            if options.get("store"):
+                settings = replace(settings, store_url=options["store"])
+                store = open_store(options["store"])
+                managers = Managers.build(store, settings, actor=actor)
+            else:
+                managers = Managers.of_router(router, actor)
+            try:
+                run_group(self.group, namespace, store, settings, managers=managers,
+                          out=cast(TextIO, _Plain(self.stdout)),
+                          err=cast(TextIO, _Plain(self.stderr)))
+            finally:
+                if store is not router.store:
+                    store.close()
+        except EnvrouteError as exc:
+            raise CommandError(" ".join(str(exc).split())) from None
