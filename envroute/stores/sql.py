@@ -364,6 +364,13 @@ class SQLStore(KeyStore):
                 "UPDATE {secrets} SET hash = %s, fingerprint = %s WHERE hash = %s"),
                 [(new, fingerprint, old) for old, (new, fingerprint) in sorted(pairs.items())])
 
+    def retiring_secrets(self, now: datetime, until: datetime) -> list[tuple[str, datetime]]:
+        found = self._all(
+            "SELECT key_id, expires_at FROM {secrets} WHERE expires_at IS NOT NULL "
+            "AND expires_at > %s AND expires_at <= %s ORDER BY expires_at, key_id",
+            (self._time(now), self._time(until)))
+        return [(row["key_id"], rows.required_moment(row["expires_at"])) for row in found]
+
     def secret_fingerprints(self) -> dict[str, int]:
         now = self._time(utcnow())
         found = self._all(
