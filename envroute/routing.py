@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-import heapq
 import logging
 import re
 from collections import Counter
@@ -38,6 +37,9 @@ from .settings import RequestCondition, RouteSettings, When
 from .typing import WSGIEnvironment
 
 logger = logging.getLogger("envroute")
+
+#: Up to this many routes without an indexed attribute are copied into every bucket.
+_PREMERGE_AT_MOST = 32
 
 
 def _text(value: object) -> str | None:
@@ -132,18 +134,24 @@ class AttributeIndex:
         for when in whens:
             for name, values in when.items():
                 distinct.setdefault(name, set()).update(values)
-        self.indexes: dict[str, dict[str, list[int]]] = {}
+        indexes: dict[str, dict[str, list[int]]] = {}
         unindexed: list[int] = []
         for position, when in enumerate(whens):
             if not when:
                 unindexed.append(position)
                 continue
             name = max(when, key=lambda n: (len(distinct[n]), shared[n], n))
-            index = self.indexes.setdefault(name, {})
+            index = indexes.setdefault(name, {})
             for value in when[name]:
                 index.setdefault(value, []).append(position)
         self.unindexed = tuple(unindexed)
-        self.all = tuple(range(len(whens)))
+        # each bucket already holds the unindexed items, in order, so one hit needs no
+        # merge; with many unindexed items (memory: buckets x items) they merge per call
+        self._merged = len(unindexed) <= _PREMERGE_AT_MOST
+        extra = unindexed if self._merged else []
+        self.indexes: dict[str, dict[str, tuple[int, ...]]] = {
+            name: {value: tuple(sorted({*bucket, *extra})) for value, bucket in index.items()}
+            for name, index in indexes.items()}
         self._names = tuple(self.indexes.items())
 
     def candidates(self, identity: Identity) -> Sequence[int]:
@@ -152,15 +160,13 @@ class AttributeIndex:
             value = _text(identity.attribute(name))
             if value is not None:
                 hit = index.get(value)
-                if hit:
+                if hit is not None:
                     found.append(hit)
         if not found:
             return self.unindexed
-        if self.unindexed:
-            found.append(self.unindexed)
-        if len(found) == 1:
+        if len(found) == 1 and self._merged:
             return found[0]
-        return list(heapq.merge(*found))
+        return sorted(set(self.unindexed).union(*found))
 
 
 class Router:

@@ -126,6 +126,18 @@ def test_the_index_keeps_first_match_order_exactly() -> None:
             assert compiled.route(identity, request_).route is expected
 
 
+def test_many_unindexed_routes_keep_their_order() -> None:
+    routes = [{"when": {}, "request": {"path": f"/p{i}"}, "backend": "v2"} for i in range(40)]
+    compiled = router({"when": {"customer_id": "acme"}, "request": {"path": "/p39"},
+                       "backend": "posts"}, *routes, {"when": {"customer_id": "acme"},
+                                                      "backend": "other"},
+                      {"when": {}, "backend": "shared"})
+    assert compiled.route(who(customer="acme"), environ(path="/p39")).backends == ("posts",)
+    assert compiled.route(who(customer="acme"), environ(path="/p5")).backends == ("v2",)
+    assert compiled.route(who(customer="acme"), environ(path="/x")).backends == ("other",)
+    assert compiled.route(who(customer="zed"), environ(path="/x")).backends == ("shared",)
+
+
 def test_many_per_customer_routes_and_a_default() -> None:
     routes = [{"when": {"environment": "production", "customer_id": f"cus_{i}"},
                "backend": "v2" if i % 2 else "posts"} for i in range(2000)]
