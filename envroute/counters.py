@@ -178,18 +178,22 @@ for i = 1, #KEYS do
     remaining = limit - count
     reset = oldest + window
   elseif strategy == 'fixed-window' then
+    local finish = tonumber(redis.call('HGET', key, 'until') or '0')
+    if now >= finish then
+      finish = now + window
+      redis.call('HSET', key, 'n', 0, 'until', finish)
+      redis.call('EXPIRE', key, window + 1)
+    end
     local count
     if dry then
-      count = tonumber(redis.call('GET', key) or '0')
+      count = tonumber(redis.call('HGET', key, 'n'))
       allowed = count < limit
       if allowed then count = count + 1 end
     else
-      count = redis.call('INCR', key)
-      if count == 1 then redis.call('EXPIRE', key, window) end
+      count = redis.call('HINCRBY', key, 'n', 1)
       allowed = count <= limit
     end
-    local ttl = redis.call('PTTL', key)
-    if ttl > 0 then reset = now + ttl / 1000 else reset = now + window end
+    reset = finish
     remaining = math.max(0, limit - count)
   else
     local current = math.floor(now / window)
