@@ -97,6 +97,9 @@ class EnvRoute:
         app.wsgi_app = router  # type: ignore[method-assign]
 
         from .commands import envroute_group
+        from .converters import init_app as init_sandbox  # §18: envroute_id, 403/404 problems
+
+        init_sandbox(app)
 
         if envroute_group.name not in app.cli.commands:
             app.cli.add_command(envroute_group)
