@@ -1,71 +1,79 @@
-"""The production charges API: real rows in a SQLite file (``CHARGES_DATABASE``).
+"""The charges API for both environments, over ``flask_envroute.db.session``.
 
-Only requests that envroute routed to the backend ``app`` (production keys) get here, so
-the caller is always ``current_identity``, a production key.
+The session is bound to the caller's environment's database, so a sandbox key sees and
+writes the sandbox's mock data, a live key the production data, and ``<envroute_id:…>``
+answers a live id sent with a test key ``404 resource_missing`` before the view runs.
 """
 
 from __future__ import annotations
 
-import sqlite3
-from typing import Any
+from datetime import UTC, datetime
 
-from flask import Blueprint, abort, current_app, g, jsonify, request
+from flask import Blueprint, Flask, abort, request
 from flask.typing import ResponseReturnValue
 from flask_envroute import current_identity
+from flask_envroute.db import get_engine, session, using_environment
+from sqlalchemy import String, func, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from envroute.ids import environment_of, new_id
 
 blueprint = Blueprint("charges", __name__, url_prefix="/v1")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS charges (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    amount INTEGER NOT NULL,
-    currency TEXT NOT NULL,
-    description TEXT NOT NULL DEFAULT '',
-    created_by TEXT NOT NULL DEFAULT ''
-)
-"""
-SEED = [(129900, "usd", "Annual plan, ACME Corp"), (4900, "eur", "Monthly plan, Globex")]
+
+class Base(DeclarativeBase):
+    pass
 
 
-def get_db() -> sqlite3.Connection:
-    if "db" not in g:
-        db = sqlite3.connect(current_app.config["CHARGES_DATABASE"])
-        db.row_factory = sqlite3.Row
-        with db:
-            db.execute(SCHEMA)
-            if db.execute("SELECT COUNT(*) FROM charges").fetchone()[0] == 0:
-                db.executemany("INSERT INTO charges (amount, currency, description) "
-                               "VALUES (?, ?, ?)", SEED)
-        g.db = db
-    connection: sqlite3.Connection = g.db
-    return connection
+class Charge(Base):
+    __tablename__ = "charges"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # ch_test_… / ch_live_…
+    amount: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3), default="usd")
+    description: Mapped[str] = mapped_column(String(200), default="")
+    created_by: Mapped[str] = mapped_column(String(40), default="")
+    created_at: Mapped[datetime] = mapped_column(default=lambda: datetime.now(UTC))
+
+    def to_dict(self) -> dict[str, object]:
+        return {"id": self.id, "object": "charge", "amount": self.amount,
+                "currency": self.currency, "description": self.description,
+                "livemode": environment_of(self.id) == "production"}
 
 
-def close_db(exc: BaseException | None = None) -> None:
-    db = g.pop("db", None)
-    if db is not None:
-        db.close()
+SEED = {
+    "production": [("ch_live_000000000000000000000001", 129900, "usd", "Annual plan, ACME Corp"),
+                   ("ch_live_000000000000000000000002", 4900, "eur", "Monthly plan, Globex")],
+    "sandbox": [("ch_test_000000000000000000000001", 1000, "usd", "Mock charge (sandbox data)"),
+                ("ch_test_000000000000000000000002", 2500, "eur", "Mock charge (sandbox data)")],
+}
 
 
-def charge(row: sqlite3.Row) -> dict[str, Any]:
-    return {"id": f"ch_{row['id']}", "object": "charge", "amount": row["amount"],
-            "currency": row["currency"], "description": row["description"], "livemode": True}
+def create_tables(app: Flask) -> None:
+    """Create each environment's table and seed it once (a real app runs migrations)."""
+    with app.app_context():
+        for environment, rows in SEED.items():
+            with using_environment(environment) as db:
+                Base.metadata.create_all(get_engine())
+                if db.scalar(select(func.count()).select_from(Charge)) == 0:
+                    db.add_all(Charge(id=i, amount=a, currency=c, description=d)
+                               for i, a, c, d in rows)
+                    db.commit()
 
 
 @blueprint.get("/charges")
 def list_charges() -> ResponseReturnValue:
-    rows = get_db().execute("SELECT * FROM charges ORDER BY id").fetchall()
-    return {"object": "list", "livemode": True, "data": [charge(r) for r in rows],
-            "key_id": current_identity.key_id}
+    found = session.scalars(select(Charge).order_by(Charge.created_at, Charge.id))
+    return {"object": "list", "livemode": current_identity.environment == "production",
+            "data": [c.to_dict() for c in found], "key_id": current_identity.key_id}
 
 
-@blueprint.get("/charges/<charge_id>")
+@blueprint.get("/charges/<envroute_id:charge_id>")
 def get_charge(charge_id: str) -> ResponseReturnValue:
-    number = charge_id.removeprefix("ch_")
-    row = get_db().execute("SELECT * FROM charges WHERE id = ?", (number,)).fetchone()
-    if row is None:
+    found = session.get(Charge, charge_id)
+    if found is None:
         abort(404)
-    return charge(row)
+    return found.to_dict()
 
 
 @blueprint.post("/charges")
@@ -74,10 +82,9 @@ def create_charge() -> ResponseReturnValue:
     amount, currency = data.get("amount"), data.get("currency", "usd")
     if not isinstance(amount, int) or amount <= 0 or not isinstance(currency, str):
         return {"error": {"message": "amount (a positive integer) is required"}}, 400
-    db = get_db()
-    with db:
-        cursor = db.execute(
-            "INSERT INTO charges (amount, currency, description, created_by) VALUES (?, ?, ?, ?)",
-            (amount, currency, str(data.get("description", "")), current_identity.key_id))
-    row = db.execute("SELECT * FROM charges WHERE id = ?", (cursor.lastrowid,)).fetchone()
-    return jsonify(charge(row)), 201
+    charge = Charge(id=new_id("ch", current_identity), amount=amount, currency=currency[:3],
+                    description=str(data.get("description", ""))[:200],
+                    created_by=current_identity.key_id)
+    session.add(charge)
+    session.commit()
+    return charge.to_dict(), 201

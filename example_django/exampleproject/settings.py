@@ -1,8 +1,9 @@
-"""Settings of the example: a charges API whose keys are managed by django_envroute.
+"""Settings of the example: one charges API, two environments, two databases.
 
-Sandbox keys (``sk_test_…``) are answered by ``charges.sandbox`` (mock data, in process);
-production keys (``sk_live_…``) reach the ``charges`` views and the database. The keys
-themselves live in the same database (``django_envroute``'s tables).
+Every key reaches the same ``charges`` views; ``django_envroute.db.EnvironmentRouter``
+sends a sandbox key's queries to the ``sandbox`` database (mock data) and a live key's to
+``default`` (production), and refuses any query of one environment on the other's
+database. The keys themselves live in ``default`` (``django_envroute``'s tables).
 """
 
 import os
@@ -55,12 +56,22 @@ TEMPLATES = [
     },
 ]
 
+# One database per environment. ATOMIC_REQUESTS: a request that touches the other
+# environment's database is answered 403 with all of its writes rolled back.
 DATABASES = {
-    "default": {
+    "default": {  # production, and the API keys
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ.get("EXAMPLE_DJANGO_DB", str(BASE_DIR / "db.sqlite3")),
-    }
+        "ATOMIC_REQUESTS": True,
+    },
+    "sandbox": {  # the sandbox's mock data
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("EXAMPLE_DJANGO_SANDBOX_DB", str(BASE_DIR / "sandbox.sqlite3")),
+        "ATOMIC_REQUESTS": True,
+    },
 }
+DATABASE_ROUTERS = ["django_envroute.db.EnvironmentRouter"]
+ENVROUTE_DATABASES = {"sandbox": "sandbox", "production": "default"}
 
 USE_TZ = True
 TIME_ZONE = "UTC"
@@ -68,12 +79,11 @@ STATIC_URL = "static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # envroute: the same schema as envroute.toml. Keys live in DATABASES["default"].
+# Both environments reach this project's views; ENVROUTE_DATABASES keeps their data apart.
 ENVROUTE = {
     "secret": "${ENVROUTE_SECRET:-example-only-secret-0123456789-abcdefghij}",
-    "backends": {"sandbox": {"app": "charges.sandbox:application"}},
     "routes": [
-        {"when": {"environment": "sandbox"}, "backend": "sandbox"},
-        {"when": {"environment": "production"}, "backend": "app"},
+        {"when": {"environment": ["sandbox", "production"]}, "backend": "app"},
     ],
 }
 # The admin signs people in with Django's own auth, not with API keys.
