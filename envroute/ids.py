@@ -79,7 +79,7 @@ def _environments(settings: Settings | None) -> Mapping[str, EnvironmentSettings
 
 
 def _tag(name: str, environment: EnvironmentSettings | None) -> str:
-    tag = getattr(environment, "id_tag", "") or DEFAULT_ID_TAGS.get(name, name)
+    tag = getattr(environment, "id_tag", "") or DEFAULT_ID_TAGS.get(name, name.lower())
     if not _TAG.fullmatch(tag):
         raise ValueError(f"the id tag {tag!r} of the environment {name!r} must be letters "
                          "and digits only (set [environments.NAME] id_tag)")

@@ -36,13 +36,25 @@ from .conf import conf
 EXAMPLE = 'ENVROUTE_DATABASES = {"sandbox": "sandbox", "production": "default"}'
 
 
-def _settings() -> Settings | None:
-    from .gateway import get_router
+_parsed: list[tuple[object, Settings]] = []
 
+
+def _settings() -> Settings | None:
+    """The project's settings for :mod:`envroute.ids` (its ``id_tag`` values).
+
+    Parsed from ``settings.ENVROUTE`` (cached while that object stays the same), not
+    taken from the gateway, so a script or a test can make ids without opening the store.
+    """
+    raw = conf.ENVROUTE
+    if _parsed and _parsed[0][0] is raw:
+        return _parsed[0][1]
     try:
-        return get_router().settings
+        parsed = parse_settings(conf.config, source="settings.ENVROUTE",
+                                builtin_backends=[APP_BACKEND])
     except (ConfigError, TypeError):  # reported by `manage.py check` (envroute.E001/E002)
         return None
+    _parsed[:] = [(raw, parsed)]
+    return parsed
 
 
 def ready() -> None:
@@ -73,10 +85,8 @@ def check_databases(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage
             f"{db.SETTING} is set but {db.ROUTER!r} is not in DATABASE_ROUTERS, so every "
             "request would use the default database.",
             hint=f"DATABASE_ROUTERS = [{db.ROUTER!r}]", id="envroute.E019"))
-    try:
-        parsed = parse_settings(conf.config, source="settings.ENVROUTE",
-                                builtin_backends=[APP_BACKEND])
-    except (ConfigError, TypeError):  # envroute.E001 / E002 say what is wrong
+    parsed = _settings()
+    if parsed is None:  # envroute.E001 / E002 say what is wrong
         return errors
     for environment in parsed.environments:
         if environment not in raw:

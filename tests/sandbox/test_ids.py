@@ -14,6 +14,12 @@ SETTINGS = parse_settings({"secret": "x" * 32, "environments": {
     "sandbox": {}, "production": {}, "staging": {"prefix": "sk_stage_"}}})
 
 
+@pytest.fixture(autouse=True)
+def no_running_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No configuration from a Django or Flask app that an earlier test started."""
+    monkeypatch.setattr(ids, "_sources", [])
+
+
 def with_tag(name: str, tag: str) -> Settings:
     """``[environments.NAME] id_tag`` as the config engineer's parser will give it."""
     from dataclasses import replace
@@ -69,9 +75,43 @@ def test_bad_prefix_is_refused(prefix: str) -> None:
         ids.new_id(prefix, "sandbox")
 
 
-def test_a_registered_source_gives_the_configured_tags(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ids, "_sources", [])
+def test_a_registered_source_gives_the_configured_tags() -> None:
     ids.configure(with_tag("staging", "stg"))
     assert ids.new_id("ch", Identity("key_1", "staging")).startswith("ch_stg_")
     assert ids.environment_of("ch_stg_" + "b" * 24) == "staging"
     assert ids.new_id("ch", "staging").startswith("ch_staging_")  # a name: the defaults
+
+
+def test_a_flask_app_uses_its_configured_tags(base_config: dict[str, object]) -> None:
+    """``[environments.NAME] id_tag`` reaches ``new_id(prefix, identity)`` and the
+    ``envroute_id`` converter through the running app's settings."""
+    from flask import Flask
+    from flask_envroute import EnvRoute, current_identity, get_state
+
+    app = Flask(__name__)
+    config = {**base_config, "environments": {"sandbox": {}, "production": {},
+                                              "staging": {"prefix": "sk_stage_",
+                                                          "id_tag": "stg"}},
+              "routes": [{"when": {}, "backend": "app"}]}
+    EnvRoute(app, config=config)
+
+    @app.get("/new")
+    def made() -> dict[str, str]:
+        return {"id": ids.new_id("ch", current_identity)}
+
+    @app.get("/charges/<envroute_id:charge_id>")
+    def charge(charge_id: str) -> dict[str, str]:
+        return {"id": charge_id}
+
+    state = get_state(app)
+    try:
+        key = state.key_manager().create("staging").secret
+        client = app.test_client()
+        headers = {"Authorization": f"Bearer {key}"}
+        made_id = client.get("/new", headers=headers).json["id"]
+        assert made_id.startswith("ch_stg_")
+        assert client.get(f"/charges/{made_id}", headers=headers).status_code == 200
+        live = "ch_live_" + "c" * 24
+        assert client.get(f"/charges/{live}", headers=headers).status_code == 404
+    finally:
+        state.store.close()

@@ -26,6 +26,17 @@ backend = "app"
 '''
 
 
+@pytest.fixture(autouse=True)
+def no_framework(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Django may be configured by an earlier test of this process: look past it, to test
+    the other ways of finding the configuration (Django's has its own test, through the
+    Django example's own tests in tests/integrations/test_examples.py)."""
+    import envroute.testing
+
+    monkeypatch.setattr(envroute.testing, "_from_django", lambda: None)
+    monkeypatch.setattr(envroute.testing, "_from_flask", lambda: None)
+
+
 def status(router: EnvRouter, secret: str) -> int:
     return Client(router).get("/", headers={"Authorization": f"Bearer {secret}"}).status_code
 
