@@ -10,6 +10,8 @@ Python keep-alive client) for every path:
   pooled keep-alive proxy;
 * ``naive``    a WSGI proxy calling ``requests.request`` per request (a new session and
   TCP connection each time), streaming both ways, same gunicorn settings;
+* ``werkzeug`` werkzeug's ``ProxyMiddleware`` (``http.client``, a connection per request),
+  same gunicorn settings: the peer issue 14 sets envroute's proxy CPU against;
 * ``nginx``    ``proxy_pass`` with an upstream keep-alive pool, buffering off (when nginx
   is installed).
 
@@ -17,7 +19,9 @@ Reported: requests/s and the ratios to ``naive`` and ``direct``; the proxy's CPU
 request (user+system of its processes, from /proc); streaming MB/s of a ``--mib`` MiB
 download and upload (best of ``--repeat``); and how far the proxy worker's peak RSS rose.
 Targets (reported, not asserted): envroute >= 1.5x naive's req/s, >= 0.8x nginx's
-streaming MB/s, memory flat (< 10 MiB growth).
+streaming MB/s, memory flat (< 10 MiB growth), proxy CPU per request at most 350 µs and
+below werkzeug's (issue 14). ``--only envroute,werkzeug`` measures some paths (direct is
+always measured); ``--no-streaming`` skips the transfers.
 """
 
 from __future__ import annotations
@@ -90,6 +94,21 @@ def naive_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> It
                    [(k, v) for k, v in response.raw.headers.items()
                     if k.lower() not in HOP_BY_HOP - {"content-length"}])
     return response.raw.stream(65536, decode_content=False)
+
+
+_werkzeug_proxy: Callable[..., Iterable[bytes]] | None = None
+
+
+def werkzeug_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    """werkzeug's ``ProxyMiddleware`` in front of the backend (mounted under ``/p``, since
+    it matches prefixes that end in ``/``)."""
+    global _werkzeug_proxy
+    if _werkzeug_proxy is None:
+        from werkzeug.middleware.http_proxy import ProxyMiddleware
+        _werkzeug_proxy = ProxyMiddleware(lambda e, s: [], {"/p": {
+            "target": os.environ["BENCH_BACKEND"] + "/", "remove_prefix": True}})
+    environ["PATH_INFO"] = "/p" + environ.get("PATH_INFO", "")
+    return _werkzeug_proxy(environ, start_response)
 
 
 # -- processes ----------------------------------------------------------------------------
@@ -300,6 +319,8 @@ def measure(server: Server, path_headers: dict[str, str], args: argparse.Namespa
     requests_done = load(url, path_headers, args.duration, args.connections)
     result.rps = requests_done / args.duration
     result.cpu_us = (cpu_seconds(proxy_pids()) - cpu) / requests_done * 1e6
+    if args.no_streaming:
+        return result
     base = f"http://127.0.0.1:{server.port}"
     transfer(base, path_headers, 4, upload=False)
     transfer(base, path_headers, 4, upload=True)
@@ -347,6 +368,14 @@ def report(results: list[Result], args: argparse.Namespace, generator: str) -> N
     print("(proxy CPU: user+system time of the proxy's processes per request; for direct, the "
           "backend's own)")
     envroute, naive, nginx = by.get("envroute"), by.get("naive"), by.get("nginx")
+    werkzeug = by.get("werkzeug")
+    if envroute:
+        print(f"target envroute proxy CPU <= 350 µs:       {envroute.cpu_us:.0f} µs  "
+              f"{'met' if envroute.cpu_us <= 350 else 'NOT met'}")
+    if envroute and werkzeug:
+        print(f"target envroute CPU below werkzeug's:       {envroute.cpu_us:.0f} vs "
+              f"{werkzeug.cpu_us:.0f} µs  "
+              f"{'met' if envroute.cpu_us < werkzeug.cpu_us else 'NOT met'}")
     if envroute and naive:
         ratio = envroute.rps / naive.rps
         print(f"target envroute >= 1.5x naive req/s:        {ratio:.2f}x  "
@@ -372,7 +401,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3,
                         help="transfers per direction (best MB/s, largest RSS rise)")
     parser.add_argument("--no-nginx", action="store_true")
+    parser.add_argument("--no-streaming", action="store_true")
+    parser.add_argument("--only", default="", help="comma-separated paths to measure")
     args = parser.parse_args()
+    wanted = set(filter(None, args.only.split(","))) or {"envroute", "naive", "werkzeug",
+                                                          "nginx"}
     load = wrk if shutil.which("wrk") else python_load
     generator = "wrk" if load is wrk else "python keep-alive client (wrk not installed)"
     nginx = None if args.no_nginx else shutil.which("nginx")
@@ -397,20 +430,24 @@ def main() -> None:
         print("measuring direct ...", flush=True)
         results.append(measure(backend, {}, args, load, workers(backend)))
 
-        port = free_port()
-        with serve("envroute", gunicorn("envroute.wsgi:app", port, args.threads), port,
-                   work / "envroute.log", {"ENVROUTE_CONFIG": str(config),
-                                           "PYTHONPATH": str(ROOT)}) as server:
-            print("measuring envroute ...", flush=True)
-            results.append(measure(server, auth, args, load, workers(server)))
+        if "envroute" in wanted:
+            port = free_port()
+            with serve("envroute", gunicorn("envroute.wsgi:app", port, args.threads), port,
+                       work / "envroute.log", {"ENVROUTE_CONFIG": str(config),
+                                               "PYTHONPATH": str(ROOT)}) as server:
+                print("measuring envroute ...", flush=True)
+                results.append(measure(server, auth, args, load, workers(server)))
 
-        port = free_port()
-        with serve("naive", gunicorn("bench_proxy:naive_app", port, args.threads), port,
-                   work / "naive.log", {"BENCH_BACKEND": backend_url}) as server:
-            print("measuring naive ...", flush=True)
-            results.append(measure(server, {}, args, load, workers(server)))
+        for name in ("naive", "werkzeug"):
+            if name not in wanted:
+                continue
+            port = free_port()
+            with serve(name, gunicorn(f"bench_proxy:{name}_app", port, args.threads), port,
+                       work / f"{name}.log", {"BENCH_BACKEND": backend_url}) as server:
+                print(f"measuring {name} ...", flush=True)
+                results.append(measure(server, {}, args, load, workers(server)))
 
-        if nginx:
+        if nginx and "nginx" in wanted:
             port = free_port()
             user = "user root root;" if os.geteuid() == 0 else ""
             (work / "nginx.conf").write_text(NGINX_CONF.format(
