@@ -45,9 +45,11 @@ truncated body is never passed off as a complete one.
 
 Connections: one requests adapter (no ``Session``) per backend per process, made on
 first use in that process (gunicorn forks workers after importing the app, and sockets
-must not be shared across a fork), with a keep-alive pool of ``pool_size`` connections
-(default :data:`DEFAULT_POOL_SIZE`; set it to at least gunicorn's ``--threads``: busier moments
-open extra connections that are closed after use). Environment proxies (``HTTP_PROXY``)
+must not be shared across a fork); requests builds the urllib3 keep-alive pool with its
+TLS and CA handling once, and each request goes straight to that pool (see
+:mod:`.pool`). ``pool_size`` connections are kept (default :data:`DEFAULT_POOL_SIZE`; set
+it to at least gunicorn's ``--threads``: busier moments open extra connections that are
+closed after use). Environment proxies (``HTTP_PROXY``)
 and cookies are ignored: the gateway talks to its backends directly and keeps no state
 between callers. TLS is verified against certifi's CA bundle, or the one named by
 ``REQUESTS_CA_BUNDLE`` (read once, when the backend is built).

@@ -72,16 +72,17 @@ def keys_for(gateway: EnvRouter) -> dict[str, str]:
             for where in ("local", "remote")}
 
 
-#: (query string before the key, after it, Referer template, headers template)
+#: (query string before the key, after it, Referer template, the Referer a backend sees)
 CASES = [
-    pytest.param("", "", "", {}, id="key-alone"),
-    pytest.param("a=1&", "&b=2", "", {}, id="key-between-parameters"),
-    pytest.param("a=1&", "", "https://shop.example/cart?api_key={key}&x=1", {},
-                 id="referer-repeats-the-query"),
-    pytest.param("", "", "https://shop.example/{key}/page", {}, id="referer-path-holds-it"),
-    pytest.param("", "", "https://shop.example/p?api%5Fkey={quoted}", {},
-                 id="referer-encoded-name"),
-    pytest.param("", "", "https://shop.example/p?next=%2F{quoted}", {},
+    pytest.param("", "", "", None, id="key-alone"),
+    pytest.param("a=1&", "&b=2", "", None, id="key-between-parameters"),
+    pytest.param("a=1&", "", "https://shop.example/cart?api_key={key}&x=1",
+                 "https://shop.example/cart?x=1", id="referer-repeats-the-query"),
+    pytest.param("", "", "https://shop.example/{key}/page", None,
+                 id="referer-path-holds-it"),
+    pytest.param("", "", "https://shop.example/p?api%5Fkey={quoted}",
+                 "https://shop.example/p", id="referer-encoded-name"),
+    pytest.param("", "", "https://shop.example/p?next=%2F{quoted}", None,
                  id="referer-encoded-value"),
 ]
 
@@ -91,10 +92,10 @@ def leaks(found: str, key: str) -> bool:
     return key in found or key in unquote_plus(found) or quote(key) in found
 
 
-@pytest.mark.parametrize(("before", "after", "referer", "extra"), CASES)
+@pytest.mark.parametrize(("before", "after", "referer", "kept_referer"), CASES)
 def test_in_process_and_proxied_backends_never_see_the_query_key(
         router: EnvRouter, before: str, after: str, referer: str,
-        extra: dict[str, str]) -> None:
+        kept_referer: str | None) -> None:
     keys = keys_for(router)
     client = Client(router)
     for where, key in keys.items():
@@ -111,9 +112,7 @@ def test_in_process_and_proxied_backends_never_see_the_query_key(
             assert seen["QUERY_STRING"] == expected_query
             expected_uri = "/v1/charges" + (f"?{expected_query}" if expected_query else "")
             assert (seen["RAW_URI"], seen["REQUEST_URI"]) == (expected_uri, expected_uri)
-            if referer and "shop.example/p?api%5F" not in referer and "{key}/" not in referer \
-                    and "next=" not in referer:
-                assert seen["HTTP_REFERER"] == "https://shop.example/cart?x=1"
+            assert seen.get("HTTP_REFERER") == kept_referer
         else:
             received = header_map(echoed(response.data))
             assert "referer" not in received or not leaks(received["referer"][0], key)
