@@ -7,7 +7,8 @@ secret, so a test calls your API exactly as a customer would::
 
     def test_sandbox_sees_mock_data(client):
         key = make_key("sandbox", metadata={"tier": "free"})
-        assert client.get("/v1/charges", headers={"Authorization": f"Bearer {key}"}).ok
+        response = client.get("/v1/charges", headers={"Authorization": f"Bearer {key}"})
+        assert response.status_code == 200
 
 The configuration is found, in order: ``config=`` (a dict in the TOML schema, a path, or
 :class:`~envroute.Settings`); Django's ``settings.ENVROUTE`` when Django is configured;
@@ -15,7 +16,7 @@ the current Flask app's ``EnvRoute`` (inside an app context); else as the ``envr
 CLI finds it (``ENVROUTE_CONFIG``, then ``./envroute.toml``).
 
 The pytest plugin (``pytest -p envroute.testing``, or ``addopts = "-p envroute.testing"``
-in ``pytest.ini``) provides the fixture ``envroute_key``: a factory with the same
+in ``pytest.ini``'s ``[pytest]`` section) provides the fixture ``envroute_key``: a factory with the same
 parameters whose keys are revoked when the test ends. Under pytest-django, request the
 ``db`` fixture (or mark the test ``django_db``) first, as for any database access.
 
@@ -25,18 +26,19 @@ temporary SQLite file, the test database) and never at production's.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from .config import find_config_path, load_file
-from .errors import ConfigError, EnvrouteError
+from .errors import ConfigError
 from .gateway import ConfigSource, load_settings
 from .lifecycle import KeyManager
 from .settings import APP_BACKEND, Settings
 from .stores import open_store
 
 Closer = Callable[[], None]
+#: The keys' name, and the actor of their audit records.
+ACTOR = "envroute.testing"
 
 
 def _nothing() -> None:
@@ -99,15 +101,9 @@ def key_manager(config: ConfigSource = None) -> tuple[KeyManager, Closer]:
 
 def _create(manager: KeyManager, environment: str, metadata: Mapping[str, Any] | None,
             scopes: Iterable[str], customer: str | None) -> tuple[str, str]:
-    kwargs: dict[str, Any] = {"metadata": metadata, "scopes": tuple(scopes),
-                              "name": "envroute.testing"}
-    if customer is not None:
-        accepted = inspect.signature(manager.create).parameters
-        name = next((n for n in ("customer_id", "customer") if n in accepted), None)
-        if name is None:
-            raise EnvrouteError("this version's KeyManager cannot attach keys to customers")
-        kwargs[name] = customer
-    issued = manager.create(environment, **kwargs)
+    issued = manager.as_actor(ACTOR).create(environment, metadata=metadata,
+                                            scopes=tuple(scopes), name=ACTOR,
+                                            customer_id=customer)
     return issued.record.id, issued.secret
 
 
@@ -144,7 +140,7 @@ class KeyFactory:
         for config, key_id in self.made:
             manager, close = key_manager(config)
             try:
-                manager.revoke(key_id)
+                manager.as_actor(ACTOR).revoke(key_id)
             finally:
                 close()
         self.made.clear()

@@ -44,7 +44,8 @@ def status(router: EnvRouter, secret: str) -> int:
 def identity_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     identity = environ["envroute.identity"]
     start_response("200 OK", [("Content-Type", "application/json")])
-    return [json.dumps([identity.environment, dict(identity.metadata)]).encode()]
+    return [json.dumps([identity.environment, dict(identity.metadata),
+                        identity.customer_id]).encode()]
 
 
 @pytest.mark.parametrize(("environment", "metadata", "prefix"), [
@@ -61,7 +62,26 @@ def test_make_key_with_config(base_config: dict[str, Any], environment: str,
         response = Client(gateway).get("/", headers={"Authorization": f"Bearer {secret}"})
     finally:
         gateway.store.close()
-    assert response.json == [environment, metadata or {}]
+    assert response.json == [environment, metadata or {}, None]
+
+
+def test_make_key_for_a_customer(base_config: dict[str, Any]) -> None:
+    from envroute.customers import CustomerManager
+    from envroute.testing import key_manager
+
+    manager, close = key_manager(base_config)
+    try:
+        CustomerManager(manager.store, manager.settings).create("acme", metadata={"tier": "gold"})
+    finally:
+        close()
+    secret = make_key("production", customer="acme", config=base_config)
+    gateway = EnvRouter(identity_app, {**base_config, "routes": [{"when": {},
+                                                                  "backend": "app"}]})
+    try:
+        response = Client(gateway).get("/", headers={"Authorization": f"Bearer {secret}"})
+    finally:
+        gateway.store.close()
+    assert response.json == ["production", {"tier": "gold"}, "acme"]
 
 
 def test_make_key_finds_the_config_as_the_cli_does(tmp_path: Path,
