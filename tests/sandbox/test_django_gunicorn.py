@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def databases(request: pytest.FixtureRequest, tmp_path: Path
               ) -> Iterator[dict[str, dict[str, Any]]]:
+    """SQLite under sync workers; PostgreSQL under gthread workers (4 threads each)."""
     if request.param == "sqlite":
         yield {alias: {"ENGINE": "django.db.backends.sqlite3", "ATOMIC_REQUESTS": True,
                        "NAME": str(tmp_path / f"{alias}.sqlite3")}
@@ -75,8 +77,10 @@ def test_the_fence_under_gunicorn(databases: dict[str, dict[str, Any]]) -> None:
     assert made.returncode == 0, made.stderr
     keys = json.loads(made.stdout)
     port = free_port()
-    with running(gunicorn_command("tests.sandbox.django_wsgi:application", port),
-                 port=port, env=env, cwd=ROOT):
+    threaded = databases["default"]["ENGINE"].endswith("postgresql")
+    command = gunicorn_command("tests.sandbox.django_wsgi:application", port,
+                               worker_class="gthread" if threaded else "sync", threads=4)
+    with running(command, port=port, env=env, cwd=ROOT):
         url = f"http://127.0.0.1:{port}/v1"
         ids = {}
         for env_name, amount in (("sandbox", 5), ("production", 7)):
@@ -87,9 +91,14 @@ def test_the_fence_under_gunicorn(databases: dict[str, dict[str, Any]]) -> None:
         assert rows(databases["sandbox"]) == [(ids["sandbox"], 5)]
         assert rows(databases["default"]) == [(ids["production"], 7)]
 
-        for _ in range(4):  # whichever worker answers
-            listed = requests.get(f"{url}/entries", headers=bearer(keys["sandbox"]), timeout=10)
-            assert listed.json()["data"] == [ids["sandbox"]]
+        def listed(env_name: str) -> tuple[str, list[str]]:
+            response = requests.get(f"{url}/entries", headers=bearer(keys[env_name]),
+                                    timeout=30)
+            return env_name, response.json()["data"]
+
+        with ThreadPoolExecutor(8) as pool:  # both environments at once, every worker
+            for env_name, data in pool.map(listed, ["sandbox", "production"] * 20):
+                assert data == [ids[env_name]]
 
         missing = requests.get(f"{url}/entries/{ids['production']}",
                                headers=bearer(keys["sandbox"]), timeout=10)
