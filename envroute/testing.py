@@ -15,9 +15,9 @@ The configuration is found, in order: ``config=`` (a dict in the TOML schema, a 
 the current Flask app's ``EnvRoute`` (inside an app context); else as the ``envroute``
 CLI finds it (``ENVROUTE_CONFIG``, then ``./envroute.toml``).
 
-The pytest plugin (``pytest -p envroute.testing``, or ``addopts = "-p envroute.testing"``
-in ``pytest.ini``'s ``[pytest]`` section) provides the fixture ``envroute_key``: a factory with the same
-parameters whose keys are revoked when the test ends. Under pytest-django, request the
+The pytest plugin (``pytest -p envroute.testing``, or ``addopts = -p envroute.testing``
+under ``[pytest]`` in ``pytest.ini``) provides the fixture ``envroute_key``: a factory
+with the same parameters whose keys are revoked when the test ends. Under pytest-django, request the
 ``db`` fixture (or mark the test ``django_db``) first, as for any database access.
 
 Risk: these are real keys in the configured store. Point tests at a test store (a
