@@ -22,6 +22,7 @@ Guards, and the risks they close:
 from __future__ import annotations
 
 import errno
+import logging
 import socket
 import sys
 from collections.abc import Callable
@@ -108,6 +109,9 @@ def serve(app: WSGIApplication, host: str = "127.0.0.1", port: int = 8080, *,
     """Serve ``app`` until interrupted; ``announce`` gets the "serving on" line only
     once the port is bound. Raises :class:`EnvrouteError` (one line) if it can't be."""
     server = build_server(app, host, port)
+    werkzeug_log = logging.getLogger("werkzeug")
+    if werkzeug_log.level == logging.NOTSET:  # the gateway logs each request itself
+        werkzeug_log.setLevel(logging.WARNING)  # (envroute.access): one line, not two
     bound = server.socket.getsockname()[1]
     announce(f"envroute: serving on http://{host}:{bound} (Ctrl-C to stop)")
     try:
