@@ -61,12 +61,26 @@ _EXEMPT_SQL = re.compile(r"\s*(?:BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE|END)\b"
 _EXEMPT_TABLE = re.compile(r'["`]django_envroute_')
 
 
+_parsed: list[tuple[object, Mapping[str, str], frozenset[str]]] = []
+
+
+def _mapping() -> tuple[Mapping[str, str], frozenset[str]]:
+    """``ENVROUTE_DATABASES`` and its aliases, parsed once per settings object (every
+    query asks, so this must be cheap; ``override_settings`` gives a new object)."""
+    raw = getattr(settings, SETTING, None)
+    cached = _parsed[0] if _parsed else None
+    if cached is not None and cached[0] is raw:
+        return cached[1], cached[2]
+    mapping: dict[str, str] = {}
+    if isinstance(raw, Mapping):
+        mapping = {str(k): v for k, v in raw.items() if isinstance(v, str)}
+    _parsed[:] = [(raw, mapping, frozenset(mapping.values()))]
+    return mapping, frozenset(mapping.values())
+
+
 def databases() -> Mapping[str, str]:
     """``ENVROUTE_DATABASES``: environment name -> database alias (``{}`` when unset)."""
-    value = getattr(settings, SETTING, None)
-    if not isinstance(value, Mapping):
-        return {}
-    return {str(k): v for k, v in value.items() if isinstance(v, str)}
+    return _mapping()[0]
 
 
 def alias_for(environment: str) -> str | None:
@@ -95,8 +109,8 @@ def check_alias(alias: str, environment: str | None = None) -> None:
     environment = environment if environment is not None else fence.current_environment()
     if environment is None:
         return
-    mapping = databases()
-    if alias != mapping.get(environment) and alias in mapping.values():
+    mapping, aliases = _mapping()
+    if alias in aliases and alias != mapping.get(environment):
         raise _refuse(environment, alias)
 
 
