@@ -39,7 +39,7 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 _HEADER = re.compile(r"^[A-Za-z0-9-]+$")
-_ID_TAG = re.compile(r"^[a-z0-9]{1,16}$")
+_ID_TAG = re.compile(r"^[A-Za-z0-9]{1,32}$")
 _IMPORT = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*(\(\))?$")
 SECRET_HINT = "python -c 'import secrets; print(secrets.token_urlsafe(32))'"  # noqa: S105
 
@@ -189,10 +189,11 @@ def environments(section: Table) -> dict[str, EnvironmentSettings]:
             if value in seen:
                 raise table.error(f"{value!r} is already the prefix of {seen[value]}", key=key)
             seen[value] = f"environments.{name}"
-        id_tag = table.string("id_tag", DEFAULT_ID_TAGS.get(name, name.lower()))
+        id_tag = table.string("id_tag", DEFAULT_ID_TAGS.get(name) or default_id_tag(name))
         if not _ID_TAG.match(id_tag):
-            raise table.error(f"{id_tag!r} is not an id tag: 1-16 lower-case letters and "
-                              "digits, such as 'test' or 'live'", key="id_tag")
+            raise table.error(f"{id_tag!r} is not an id tag: 1-32 letters and digits ('_' "
+                              "separates an id's parts), such as 'test' or 'live'",
+                              key="id_tag")
         if id_tag in tags:
             raise table.error(f"{id_tag!r} is already the id tag of {tags[id_tag]}",
                               key="id_tag")
@@ -200,6 +201,11 @@ def environments(section: Table) -> dict[str, EnvironmentSettings]:
         table.finish()
         result[name] = EnvironmentSettings(name, prefix, restricted, id_tag)
     return result
+
+
+def default_id_tag(name: str) -> str:
+    """An environment's default id tag: its name, without ``_ . -`` (an id's separator)."""
+    return re.sub(r"[^A-Za-z0-9]", "", name)[:32] or "env"
 
 
 def auth(section: Table) -> AuthSettings:

@@ -80,7 +80,7 @@ BAD_CONFIGS = [
                  "is the current secret", id="previous-is-current"),
     pytest.param(settings(previous_secrets=["p" * 40, "p" * 40]), "previous_secrets[1]",
                  "appears twice", id="previous-twice"),
-    pytest.param(settings(environments={"sandbox": {"id_tag": "Test!"}}),
+    pytest.param(settings(environments={"sandbox": {"id_tag": "te_st"}}),
                  "environments.sandbox.id_tag", "not an id tag", id="bad-id-tag"),
     pytest.param(settings(environments={"a": {"prefix": "sk_a_", "id_tag": "x"},
                                         "b": {"prefix": "sk_b_", "id_tag": "x"}}),
@@ -191,7 +191,7 @@ def test_every_0_2_key_is_parsed(tmp_path: Path) -> None:
     parsed = parse_settings(settings(
         previous_secrets=["p" * 40], environments={
             "sandbox": {"id_tag": "sbx"}, "production": {},
-            "staging": {"prefix": "sk_stg_"}},
+            "staging": {"prefix": "sk_stg_"}, "EU_Prod.2": {"prefix": "sk_eu_"}},
         health={"path": "/healthz"}, logging={"access": False, "format": "json"},
         events={"hooks": ["myproject.hooks:on_event"]},
         backends={"shared": {"url": "http://127.0.0.1:9/"}},
@@ -205,7 +205,7 @@ def test_every_0_2_key_is_parsed(tmp_path: Path) -> None:
         store={"url": "sqlite:///keys.db"}), base_dir=tmp_path)
     assert parsed.previous_secrets == ("p" * 40,)
     assert {n: e.id_tag for n, e in parsed.environments.items()} == {
-        "sandbox": "sbx", "production": "live", "staging": "staging"}
+        "sandbox": "sbx", "production": "live", "staging": "staging", "EU_Prod.2": "EUProd2"}
     assert parsed.health.path == "/healthz"
     assert (parsed.logging.access, parsed.logging.format) == (False, "json")
     assert parsed.events.hooks == ("myproject.hooks:on_event",)
