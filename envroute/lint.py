@@ -141,8 +141,10 @@ def _unknown_attributes(settings: Settings, keys: list[KeyRecord],
     warnings = []
     for key, name in _named_attributes(settings):
         if name not in have:
-            warnings.append(f"{key}: no key or customer in the store has {name!r} "
-                            "(a typo? it matches nothing until one does)")
+            hint = ("request conditions go in request = {method = ..., path = ...}"
+                    if name in ("method", "path") and ".when." in key
+                    else "a typo? it matches nothing until one does")
+            warnings.append(f"{key}: no key or customer in the store has {name!r} ({hint})")
     return warnings
 
 

@@ -103,6 +103,15 @@ def test_attributes_no_key_or_customer_has() -> None:
         "(a typo? it matches nothing until one does)"]
 
 
+def test_a_request_condition_written_as_when_is_pointed_out() -> None:
+    config = settings({"when": {}, "backend": "shared"}, rate_limits={"rules": [
+        {"limit": "1/second", "when": {"method": "POST", "path": "/v1/charges"}}]})
+    assert lint(config, store(key())) == [
+        f"rate_limits.rules[0].when.{name}: no key or customer in the store has {name!r} "
+        "(request conditions go in request = {method = ..., path = ...})"
+        for name in ("method", "path")]
+
+
 def test_revoked_keys_do_not_count_and_jwt_claims_do() -> None:
     config = settings({"when": {"tier": "gold"}, "backend": "v2"},
                       {"when": {}, "backend": "shared"})
