@@ -26,6 +26,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error
 
 from envroute import ConfigError
+from envroute.backends import load_app
 from envroute.config import parse_settings
 from envroute.settings import APP_BACKEND
 
@@ -51,6 +52,9 @@ def _check_config() -> list[CheckMessage]:
     try:
         parsed = parse_settings(conf.config, source="settings.ENVROUTE",
                                 builtin_backends=[APP_BACKEND])
+        for backend in parsed.backends.values():  # the gateway imports these at start-up
+            if backend.app is not None:
+                load_app(backend, parsed.source)
     except ConfigError as exc:
         where = f"settings.ENVROUTE[{_subscript(exc.key)}]" if exc.key else "settings.ENVROUTE"
         if exc.key == "store.url":

@@ -61,6 +61,10 @@ CASES = [
     pytest.param({"ENVROUTE": {**valid(), "backends": {"x": {"url": "http://h:port"}},
                                "routes": [{"when": {}, "backend": "x"}]}},
                  "envroute.E002", "invalid port", id="E002-backend-url"),
+    pytest.param({"ENVROUTE": {**valid(), "backends": {"x": {"app": "no_such_mod_x:app"}},
+                               "routes": [{"when": {}, "backend": "x"}]}},
+                 "envroute.E002", "settings.ENVROUTE['backends']['x']['app']: cannot import "
+                 "app 'no_such_mod_x:app': ModuleNotFoundError", id="E002-backend-import"),
 ]
 
 
