@@ -74,6 +74,7 @@ def in_process(config: Path, iterations: int) -> dict[str, float]:
 
     measure(gateway)  # warm the cache
     bare, gated = measure(bare_app), measure(gateway)
+    gateway.authenticator.close()  # writes the usage it counted, stops its timer
     gateway.store.close()
     return {"bare_us": bare, "gateway_us": gated, "overhead_us": gated - bare}
 
