@@ -6,9 +6,11 @@ the rules exactly; these show the stores and the verifier agree on them end to e
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,8 +21,10 @@ from envroute.credentials import Credential
 from envroute.errors import StoreUnavailable
 from envroute.problems import Problem
 from envroute.secrets import UnknownStoreSecret, verify_store_secrets
-from envroute.stores import KeyStore
+from envroute.stores import KeyStore, open_store
+from envroute.stores import sqlite as sqlite_store
 from envroute.stores.base import Change, CustomerRecord, KeyRecord, UsageBatch, UsageDay, utcnow
+from envroute.usage import UsageRecorder
 from tests.support.apps import SECRET
 
 from .conftest import GatewayFactory, config
@@ -183,3 +187,58 @@ def test_rotating_the_secret(make_gateway: GatewayFactory, any_store_url: str) -
         assert Client(rotated).get("/v1/x", headers={"X-API-Key": key}).status_code == 200
     for gateway in (old_gateway, rotating, rotated):
         gateway.authenticator.close()
+
+
+def test_workers_writing_the_same_keys_at_once_lose_nothing(any_store_url: str) -> None:
+    """Several workers flush batches over the same rows at the same moment (PostgreSQL
+    deadlocked on 0.1 when rows were updated in different orders)."""
+    stores = [open_store(any_store_url) for _ in range(4)]
+    key_ids = [add_key(stores[0])[1] for _ in range(8)]
+    recorders = [UsageRecorder(store) for store in stores]
+    failures: list[str] = []
+    start = threading.Barrier(len(recorders))
+
+    def work(n: int, recorder: UsageRecorder) -> None:
+        order = key_ids if n % 2 else list(reversed(key_ids))  # counted in any order ...
+        start.wait(30)
+        for _ in range(10):
+            for key_id in order:
+                recorder.record(key_id, False)
+            if not recorder.flush():  # ... written in the batch's stable order
+                failures.append(f"worker {n}")
+        if not recorder.flush():
+            failures.append(f"worker {n} at the end")
+
+    threads = [threading.Thread(target=work, args=(n, r)) for n, r in enumerate(recorders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    try:
+        assert failures == []
+        for key_id in key_ids:
+            assert stores[0].usage([key_id], today()) == [UsageDay(today(), 40, 0)]
+    finally:
+        for store in stores:
+            store.close()
+
+
+def test_a_locked_sqlite_store_takes_the_batch_on_the_first_flush_after(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite_store, "BUSY_TIMEOUT_MS", 50)
+    url = f"sqlite:///{tmp_path / 'keys.db'}"
+    store = open_store(url)
+    _, key_id = add_key(store)
+    recorder = UsageRecorder(store)
+    recorder.record(key_id, False)
+    blocker = sqlite3.connect(tmp_path / "keys.db", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        assert recorder.flush() is False
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    recorder.record(key_id, True)
+    assert recorder.flush() is True  # the first try once the store is writable again
+    assert store.usage([key_id], today()) == [UsageDay(today(), 2, 1)]
+    store.close()
