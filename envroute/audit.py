@@ -102,31 +102,18 @@ def diff(before: Mapping[str, Any], after: Mapping[str, Any]) -> dict[str, Any]:
             if before.get(name) != after.get(name)}
 
 
-def load_hooks(hooks: Iterable[str]) -> tuple[Hook, ...]:
+def load_hooks(hooks: Iterable[str], source: str = "<config>") -> tuple[Hook, ...]:
     """Import ``[events] hooks``; an import that fails is one :class:`ConfigError`."""
+    from .imports import import_object
+
     loaded = []
-    for text in hooks:
-        hook = _import(text)
+    for index, text in enumerate(hooks):
+        key = f"events.hooks[{index}]"
+        hook = import_object(text, what="hook", key=key, source=source)
         if not callable(hook):
-            raise ConfigError(f"{text!r} is not callable", key="events.hooks")
+            raise ConfigError(f"{text!r} is not callable", key=key, source=source)
         loaded.append(hook)
     return tuple(loaded)
-
-
-def _import(text: str) -> Any:
-    import importlib
-
-    try:
-        import_object = importlib.import_module("envroute.imports").import_object
-    except ImportError:  # pragma: no cover - until envroute.imports lands
-        from werkzeug.utils import ImportStringError, import_string
-
-        try:
-            return import_string(text)
-        except ImportStringError as exc:
-            raise ConfigError(f"cannot import {text!r}: {exc.exception}",
-                              key="events.hooks") from None
-    return import_object(text, what="events hook")
 
 
 class Managed:
@@ -177,7 +164,7 @@ class Recorder:
         """The configured hooks, imported on the first change (not at start-up, so a
         read-only command never imports the operator's code)."""
         if self._hooks is None:
-            self._hooks = load_hooks(self.settings.events.hooks)
+            self._hooks = load_hooks(self.settings.events.hooks, self.settings.source)
         return self._hooks
 
     def prepare(self) -> None:
@@ -202,6 +189,8 @@ class Recorder:
             try:
                 hook(event)
             except Exception:  # a hook never undoes a stored change
-                logger.exception("events hook %s failed on %s %s",
-                                 getattr(hook, "__qualname__", hook), action, target)
+                logger.warning("events hook %s:%s failed on %s %s (the change is stored)",
+                               getattr(hook, "__module__", "?"),
+                               getattr(hook, "__qualname__", hook), action, target,
+                               exc_info=True)
         return record

@@ -120,12 +120,12 @@ class _OneLine(logging.Formatter):
 
 
 def quiet_logging() -> None:
-    """envroute's own warnings as one line each; every library's logging silenced (a pool
-    that retries, a driver that warns) so a failure stays one line."""
+    """A failing ``[events]`` hook as one warning line; everything else that logs (a pool
+    that retries, a change listener that reconnects, a driver that warns) silenced, so a
+    command's failure stays one line and its own output says what happened."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_OneLine())
-    handler.addFilter(lambda record: record.name == "envroute"
-                      or record.name.startswith("envroute."))
+    handler.addFilter(lambda record: record.name == "envroute.events")
     handler.setLevel(logging.WARNING)
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -206,11 +206,11 @@ def run_group(group: str, args: argparse.Namespace, store: Any, settings: Any, *
 
 
 def verify_secrets(store: Any, settings: Any) -> int:
-    """:func:`envroute.secrets.verify_store_secrets` (0 before the store knows any)."""
-    from .commandtools import optional
+    """:func:`envroute.secrets.verify_store_secrets`: how many key secrets still need a
+    previous secret; one clear line when the store holds keys of an unknown secret."""
+    from .secrets import verify_store_secrets
 
-    verify = optional("envroute.secrets", "verify_store_secrets")
-    return int(verify(store, settings)) if verify is not None else 0
+    return verify_store_secrets(store, settings)
 
 
 if __name__ == "__main__":  # pragma: no cover

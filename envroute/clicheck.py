@@ -17,7 +17,6 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .commandtools import optional
 from .errors import ConfigError, EnvrouteError
 from .settings import APP_BACKEND, BackendSettings
 
@@ -65,16 +64,9 @@ def _routes_to_app(settings: Any) -> bool:
 
 def import_app(text: str) -> Any:
     """``--app``: imported as gunicorn does (current directory first, ``factory()``)."""
-    import_object = optional("envroute.imports", "import_object")
-    if import_object is None:  # pragma: no cover - until envroute.imports lands
-        from werkzeug.utils import ImportStringError, import_string
+    from .imports import import_object
 
-        try:
-            return import_string(text)
-        except ImportStringError as exc:
-            raise ConfigError(f"cannot import {text!r}: {exc.exception}",
-                              source="--app") from None
-    return import_object(text, what="app")
+    return import_object(text, what="app", source="--app")
 
 
 def build_router(args: argparse.Namespace, *, placeholder: bool) -> Any:
@@ -99,18 +91,8 @@ def _placeholder(environ: Any, start_response: Any) -> list[bytes]:
 def serve(args: argparse.Namespace) -> int:
     router = build_router(args, placeholder=False)
     router.store.migrate()
-    run_server = optional("envroute.serving", "serve")
-    if run_server is None:  # pragma: no cover - until envroute.serving lands
-        import logging
+    from .serving import serve as run_server
 
-        from werkzeug.serving import run_simple
-
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        print(f"envroute: serving on http://{args.host}:{args.port} (Ctrl-C to stop)",
-              file=sys.stderr)
-        run_simple(args.host, args.port, router, threaded=True)
-        return 0
     run_server(router, args.host, args.port)
     return 0
 
@@ -149,8 +131,9 @@ def _stored_backends(router: Any) -> list[dict[str, Any]]:
 
 
 def _lints(router: Any) -> list[str]:
-    lint = optional("envroute.lint", "lint")
-    return list(lint(router.settings, router.store)) if lint is not None else []
+    from .lint import lint
+
+    return lint(router.settings, router.store)
 
 
 def check(args: argparse.Namespace) -> int:

@@ -73,17 +73,6 @@ class Managers:
         return cls(keys.as_actor(actor), customers.as_actor(actor), backends.as_actor(actor))
 
 
-def optional(module: str, attribute: str) -> Any:
-    """``module.attribute``, or None while that part of envroute is not installed (the
-    0.2 pieces land in parallel; the command then does without it)."""
-    import importlib
-
-    try:
-        return getattr(importlib.import_module(module), attribute)
-    except ImportError:
-        return None
-
-
 def duration_argument(text: str) -> float:
     """argparse ``type=`` for a duration (``30d``, ``12h``): a bad value exits 2."""
     try:

@@ -64,16 +64,21 @@ class ChargesAPI:
 
 sandbox_app = ChargesAPI("sandbox (mock data)", MOCK_CHARGES, livemode=False)
 production_app = ChargesAPI("production", LIVE_CHARGES, livemode=True)
+#: The demo moves a customer here with ``customers update acme --meta backend=…``.
+dedicated_app = ChargesAPI("production, dedicated to acme", LIVE_CHARGES, livemode=True)
 
 
 def main() -> None:  # pragma: no cover - exercised through the demo's subprocess
     from werkzeug.serving import make_server
 
-    parser = argparse.ArgumentParser(description="the demo's production backend")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
+    parser = argparse.ArgumentParser(description="the demo's production backends")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, required=True, help="port to listen on")
+    parser.add_argument("--dedicated", action="store_true",
+                        help="serve as the dedicated backend the demo moves a customer to")
     args = parser.parse_args()
-    server = make_server(args.host, args.port, production_app, threaded=True)
+    app = dedicated_app if args.dedicated else production_app
+    server = make_server(args.host, args.port, app, threaded=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

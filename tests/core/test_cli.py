@@ -175,3 +175,67 @@ def test_serve_runs_the_gateway(project: Path) -> None:
 def test_serve_asks_for_the_app_a_config_routes_to(project: Path) -> None:
     result = run(project, "serve", "--port", "1", check=1)
     assert "pass --app" in result.stderr
+
+
+def test_check_prints_the_store_url_without_its_password(project: Path) -> None:
+    import getpass
+    import secrets as random
+
+    from tests.policies.conftest import drop_schema
+    from tests.support.services import require_postgres
+
+    base = require_postgres()
+    schema = f"envroute_test_{random.token_hex(6)}"
+    url = base.replace("postgresql://", f"postgresql://{getpass.getuser()}:hunter2@")
+    try:
+        result = run(project, "check", "--store", f"{url}?schema={schema}")
+    finally:
+        drop_schema(base, schema)
+    assert "ok    store: postgresql://" in result.stdout and ":***@" in result.stdout
+    assert "hunter2" not in result.stdout + result.stderr
+
+
+def test_a_store_that_is_down_is_one_line(project: Path) -> None:
+    result = run(project, "keys", "list", "--store",
+                 "postgresql://u:hunter2@127.0.0.1:1/test?connect_timeout=1", check=1)
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("envroute: error: ")
+    assert "hunter2" not in result.stderr
+
+
+def test_check_reaches_stored_backends_and_lints(project: Path) -> None:
+    from tests.support.processes import free_port
+
+    linted = run(project, "check")  # no key has 'tier' yet: a warning, exit 0
+    assert "warn  " in linted.stdout and "'tier'" in linted.stdout
+    assert "--strict" in run(project, "check", "--strict", check=1).stderr
+    create(project, "-e", "production", "--meta", "tier=enterprise")
+    assert "warn" not in run(project, "check", "--strict").stdout
+    run(project, "backends", "add", "gone", "--url", f"http://127.0.0.1:{free_port()}")
+    result = run(project, "check", check=1)
+    assert "FAIL  backend gone (stored)" in result.stdout
+
+
+def test_a_changed_secret_is_one_clear_line_and_previous_secrets_are_counted(
+        project: Path) -> None:
+    create(project, "-e", "sandbox")
+    other = "x" * 40
+    changed = run(project, "keys", "list", env={"TEST_SECRET": other}, check=1)
+    assert changed.stderr.count("\n") == 1 and "previous_secrets" in changed.stderr
+    (project / "envroute.toml").write_text(CONFIG.replace(
+        "[store]", f'previous_secrets = ["{SECRET}"]\n[store]'))
+    rotated = run(project, "check", env={"TEST_SECRET": other})
+    assert "1 key secret still under a previous secret" in rotated.stdout
+
+
+def test_explain_says_where_each_metadata_value_came_from(project: Path) -> None:
+    run(project, "customers", "create", "acme", "--meta", "tier=enterprise",
+        "--meta", "region=us")
+    key = create(project, "-e", "production", "--customer", "acme", "--meta", "region=eu")
+    shown = run(project, "explain", key["key"], "GET", "/v1/charges").stdout
+    assert 'region = "eu"  from the key' in shown
+    assert 'tier = "enterprise"  from the customer' in shown
+    assert "customer acme" in shown
+    data = json.loads(run(project, "explain", key["key"], "GET", "/v1/charges",
+                          "--json").stdout)
+    assert data["metadata_sources"] == {"region": "key", "tier": "customer"}
+    assert data["identity"]["metadata"] == {"region": "eu", "tier": "enterprise"}

@@ -63,6 +63,15 @@ def test_demo_prints_curl_lines_that_work_and_stops_on_ctrl_c() -> None:
         assert bad.status_code == 401 and bad.json()["code"] == "invalid_key"
         assert missing.status_code == 401 and missing.json()["code"] == "missing_credentials"
         assert re.search(r"sk_test_\w{38}", "\n".join(banner))
+        move = next(line.strip() for line in banner if "customers update acme" in line)
+        moved = subprocess.run(shlex.split(move), capture_output=True, text=True, timeout=60)
+        assert moved.returncode == 0, moved.stderr
+        deadline = time.monotonic() + 20  # within ~1 s; generous under load
+        while curl(curls[1]).json()["served_by"] == "production":
+            assert time.monotonic() < deadline, "the customer was not moved"
+            time.sleep(0.1)
+        assert curl(curls[1]).json()["served_by"] == "production, dedicated to acme"
+        assert curl(curls[0]).json()["livemode"] is False  # its test key: still the sandbox
     finally:
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=15)
