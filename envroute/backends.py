@@ -14,12 +14,18 @@ for ``envroute check``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import logging
+import threading
+import time
+from collections.abc import Collection, Iterable, Mapping
 
-from .errors import ConfigError
+from .errors import ConfigError, StoreUnavailable
 from .imports import import_object
 from .settings import BackendSettings, Settings
+from .stores.base import BackendRecord, KeyStore
 from .typing import StartResponse, WSGIApplication, WSGIEnvironment
+
+logger = logging.getLogger("envroute")
 
 
 class PrefixStripped:
@@ -65,3 +71,100 @@ def build_backends(
             backends[name] = PrefixStripped(app, backend.strip_prefix) if (
                 backend.strip_prefix) else app
     return backends
+
+
+class StoredBackends:
+    """The URL backends kept in the store (§13), served beside the configured ones.
+
+    Loaded with ``store.list_backends()`` when the gateway starts and again on a
+    ``Change("backend")`` or ``Change("all")``, never per request: :meth:`get` is a dict
+    look-up. A record that did not change keeps its :class:`~envroute.proxy.ProxyBackend`
+    (and its pool of connections); a removed or changed one is closed once it is no
+    longer served (requests in flight keep their connection to the end). If the store is
+    down when the gateway starts, loading is retried at most once a second, only by
+    requests that name a backend not known yet; until then they get
+    ``backend_unavailable``, never another backend. A stored record with a name the
+    config defines is ignored (the configured backend wins; the CLI refuses such names).
+    """
+
+    RETRY_SECONDS = 1.0
+
+    def __init__(self, store: KeyStore, *, signing_secret: str = "",
+                 configured: Collection[str] = ()) -> None:
+        self.store = store
+        self.signing_secret = signing_secret
+        self.configured = frozenset(configured)
+        self._served: dict[str, tuple[BackendRecord, WSGIApplication]] = {}
+        self._loaded = False
+        self._next_try = 0.0
+        self._lock = threading.Lock()
+
+    def names(self) -> list[str]:
+        return sorted(self._served)
+
+    def get(self, name: str) -> WSGIApplication | None:
+        entry = self._served.get(name)
+        if entry is None and not self._loaded and time.monotonic() >= self._next_try:
+            self.load()
+            entry = self._served.get(name)
+        return entry[1] if entry is not None else None
+
+    def load(self) -> None:
+        """Read the store's backends and serve them; keep the old set if it is down."""
+        with self._lock:
+            try:
+                records = self.store.list_backends()
+            except NotImplementedError:  # a store without stored backends
+                records = []
+            except StoreUnavailable as exc:
+                self._next_try = time.monotonic() + self.RETRY_SECONDS
+                logger.warning("stored backends not (re)loaded, the store is unavailable: %s",
+                               exc)
+                return
+            served: dict[str, tuple[BackendRecord, WSGIApplication]] = {}
+            for record in records:
+                if record.name in self.configured:
+                    continue
+                old = self._served.get(record.name)
+                if old is not None and _same(old[0], record):
+                    served[record.name] = old
+                    continue
+                try:
+                    served[record.name] = (record, self._build(record))
+                except ConfigError as exc:
+                    logger.error("stored backend %r is not served: %s", record.name, exc)
+            dropped = [app for name, (record, app) in self._served.items()
+                       if served.get(name, (None, None))[1] is not app]
+            self._served = served
+            self._loaded = True
+        for app in dropped:
+            _close(app)
+
+    def _build(self, record: BackendRecord) -> WSGIApplication:
+        from .proxy import ProxyBackend
+
+        settings = BackendSettings(name=record.name, url=record.url, timeout=record.timeout,
+                                   connect_timeout=record.connect_timeout,
+                                   strip_prefix=record.strip_prefix,
+                                   pool_size=record.pool_size)
+        return ProxyBackend(settings, signing_secret=self.signing_secret)
+
+    def close(self) -> None:
+        with self._lock:
+            served, self._served = self._served, {}
+        for _, app in served.values():
+            _close(app)
+
+
+def _same(old: BackendRecord, new: BackendRecord) -> bool:
+    return (old.url, old.timeout, old.connect_timeout, old.strip_prefix, old.pool_size) == (
+        new.url, new.timeout, new.connect_timeout, new.strip_prefix, new.pool_size)
+
+
+def _close(app: object) -> None:
+    close = getattr(app, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception:  # releasing is best effort; a close must never fail the caller
+            logger.exception("closing backend %r failed", app)

@@ -12,6 +12,14 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from .errors import (
+    BackendError,
+    BackendTimeout,
+    BadRequestBody,
+    EnvironmentMismatch,
+    StoreUnavailable,
+)
+from .names import status_line
 from .typing import HeaderList, StartResponse
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -42,10 +50,6 @@ PROBLEM_TYPES: Mapping[str, ProblemType] = {
     "store_unavailable": ProblemType(503, "Store unavailable"),
     "backend_timeout": ProblemType(504, "Backend timeout"),
 }
-
-_REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-            429: "Too Many Requests", 502: "Bad Gateway", 503: "Service Unavailable",
-            504: "Gateway Timeout"}
 
 #: The challenge sent with every 401, so clients know which schemes are accepted.
 WWW_AUTHENTICATE = 'Bearer realm="envroute", Basic realm="envroute"'
@@ -103,6 +107,32 @@ class Problem(Exception):
     ) -> list[bytes]:
         """Start the WSGI response and return its body (none for ``HEAD``)."""
         body = self.body(request_id)
-        status = f"{self.status} {_REASONS[self.status]}"
-        start_response(status, self.response_headers(request_id, body))
+        start_response(status_line(self.status), self.response_headers(request_id, body))
         return [] if head else [body]
+
+
+def as_problem(exc: BaseException) -> Problem:
+    """The one translation of a failure on the request's path into the contract's problem.
+
+    Every front end (the WSGI path, Flask, Django's ``process_exception``) and
+    ``envroute explain`` call this, so an exception means the same answer everywhere.
+    Anything unexpected is ``backend_unavailable``: never a 500, and never a message that
+    could carry a secret (the detail is fixed text, not ``str(exc)``). Logging is the
+    caller's: the request path logs backend failures and store outages (once per outage).
+    """
+    if isinstance(exc, Problem):
+        return exc
+    if isinstance(exc, BadRequestBody):
+        return Problem("invalid_request", "the request body could not be read (broken "
+                       "chunked encoding or a body shorter than its Content-Length)")
+    if isinstance(exc, EnvironmentMismatch):
+        return Problem("environment_mismatch", "this request touched data of another "
+                       "environment than its key's; nothing was changed")
+    if isinstance(exc, StoreUnavailable):
+        return Problem("store_unavailable", "a store the gateway depends on (keys, rate "
+                       "limits or token keys) cannot be reached; retry shortly")
+    if isinstance(exc, BackendTimeout):
+        return Problem("backend_timeout", "the backend did not answer in time")
+    if isinstance(exc, BackendError):
+        return Problem("backend_unavailable", "the backend could not be reached")
+    return Problem("backend_unavailable", "the request could not be completed")

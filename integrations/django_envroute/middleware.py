@@ -1,47 +1,48 @@
 """``EnvRouteMiddleware``: envroute's gateway in front of a Django project's views.
 
-Put it first in ``MIDDLEWARE``. For each request it runs the gateway's admission
-(credential -> identity -> policies -> route, :meth:`envroute.EnvRouter.admit`) on the
-WSGI environ, then:
+Put it first in ``MIDDLEWARE``. It runs the core's one request path
+(:meth:`envroute.EnvRouter.handle`: request id, credential -> identity -> policies ->
+route, failover, ``Request-Id``, policy headers, the access line) and adapts, never
+re-implements:
 
-- the backend ``app`` (Django itself): the request continues to the view, with the caller
-  on ``request.envroute`` and in ``request.environ["envroute.identity"]``;
-- any other backend (an in-process WSGI app, an upstream URL): that backend answers, its
-  response streamed back as a :class:`~django.http.StreamingHttpResponse`, and no view
-  runs (failover moves to the next backend as the gateway does);
-- a refusal: an ``application/problem+json`` response with the contract's status and
-  headers (``WWW-Authenticate`` on 401, ``Retry-After`` on 429).
+- the backend ``app`` is Django itself: the request continues to the view, with the
+  caller on ``request.envroute`` and in ``request.environ["envroute.identity"]``, and the
+  view's own response gets the gateway's headers;
+- any other backend (an in-process WSGI app, an upstream URL) answers without a view; its
+  response reaches the caller exactly as it would through gunicorn: every header line in
+  order (two ``Link`` headers stay two), every ``Set-Cookie`` line untouched (a
+  ``Partitioned`` cookie, two cookies of one name with different paths), the status line
+  and the body bytes, streamed (:class:`WSGIResponse`);
+- a refusal is the core's ``application/problem+json`` response, carried the same way.
 
-Every response carries ``Request-Id``. Security: the caller's credential and any
-client-sent ``Envroute-*`` header are removed from the environ before a view or backend
-runs, so a view can trust ``request.envroute``; paths in ``ENVROUTE_EXEMPT_PATHS`` (the
-admin, a health check) pass through unauthenticated with ``request.envroute = None``.
+A view that touches another environment's data raises
+``django_envroute.db.CrossEnvironmentAccess`` (an :class:`envroute.errors.EnvironmentMismatch`);
+:meth:`EnvRouteMiddleware.process_exception` answers it ``403 environment_mismatch`` with
+the request's transaction rolled back, through the core's one error translation. A
+refusal ``django_envroute.db`` recorded on the request (``PROBLEM_KEY``: a fence
+violation the view swallowed, an ``envroute_id`` of another environment) replaces the
+view's response the same way.
+
+Security: the caller's credential and any client-sent ``Envroute-*`` header are removed
+from the environ before a view or backend runs, so a view can trust ``request.envroute``;
+paths in ``ENVROUTE_EXEMPT_PATHS`` (the admin) pass through unauthenticated with
+``request.envroute = None``.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Iterator
+from itertools import chain
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 
-from envroute import BackendUnavailable, ConfigError, EnvRouter, Problem
-from envroute.errors import EnvironmentMismatch
-from envroute.gateway import (
-    BACKEND_KEY,
-    IDENTITY_KEY,
-    REQUEST_ID_KEY,
-    Admission,
-    as_problem,
-    new_request_id,
-    try_backends,
-)
-from envroute.problems import PROBLEM_CONTENT_TYPE
-from envroute.proxy import HOP_BY_HOP
-from envroute.settings import APP_BACKEND
-from envroute.typing import HeaderList, WSGIEnvironment
+from envroute import ConfigError, EnvironmentMismatch
+from envroute.handler import new_request_id, refusal
+from envroute.names import IDENTITY_KEY, REQUEST_ID_KEY
+from envroute.problems import PROBLEM_CONTENT_TYPE, Problem
+from envroute.typing import HeaderList, StartResponse, WSGIEnvironment
 
 from .conf import conf
 from .db import PROBLEM_KEY
@@ -64,62 +65,158 @@ class EnvRouteMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
         environ: WSGIEnvironment = getattr(request, "environ", request.META)
-        request_id: str = environ.setdefault(REQUEST_ID_KEY, new_request_id())
         request.envroute = None  # type: ignore[attr-defined]
         exempt = conf.exempt_paths
         if exempt and request.path_info.startswith(exempt):
             response = self.get_response(request)
-            response["Request-Id"] = request_id
+            response["Request-Id"] = environ.setdefault(REQUEST_ID_KEY, new_request_id())
             return response
-        started = time.perf_counter()
-        router = get_router()
-        try:
-            admission = router.admit(environ)
-        except Exception as exc:  # every refusal becomes a problem; never a traceback
-            return self._refuse(router, environ, as_problem(exc, request_id), started)
-        request.envroute = admission.identity  # type: ignore[attr-defined]
-        request.__dict__.pop("headers", None)  # re-read without the credential
-        try:
-            response = self._dispatch(request, environ, router, admission)
-        except Exception as exc:
-            return self._refuse(router, environ, as_problem(exc, request_id), started)
-        recorded = environ.get(PROBLEM_KEY)  # §18: a fence violation, a foreign envroute_id
-        if isinstance(recorded, Problem):  # Django's own page for it is dropped, not closed:
-            return self._refuse(router, environ, recorded, started)
-        for name, value in admission.headers:
-            response[name] = value
-        response["Request-Id"] = request_id
-        router.log(environ, admission.identity, response.status_code, started)
-        return response
+        views = _DjangoViews(self.get_response, request)
+        head = _Head()
+        result = get_router().handle(environ, head.start_response, app=views)
+        chunks = iter(result)
+        first = []
+        for chunk in chunks:  # the core starts its response with the first body bytes
+            first.append(chunk)
+            if head.status:
+                break
+        if views.response is not None:  # Django's own view answered: add the gateway's
+            for _ in chunks:  # headers (Request-Id, RateLimit-*); its body stays its own
+                pass
+            _close(result)  # writes the access line
+            for name, value in head.headers:
+                views.response[name] = value
+            return views.response
+        if isinstance(result, list):  # made in memory by the core: a refusal, health
+            return WSGIBufferedResponse(head.status, head.headers, b"".join(result))
+        return WSGIResponse(head.status, head.headers, _Closing(chain(first, chunks), result))
 
-    def process_exception(self, request: HttpRequest, exception: Exception
-                          ) -> HttpResponse | None:
-        """§18: a view that touched another environment's data is a 403, never a 500."""
+    def process_exception(self, request: HttpRequest,
+                          exception: Exception) -> HttpResponse | None:
+        """A view touched another environment's data: ``403 environment_mismatch``."""
         if not isinstance(exception, EnvironmentMismatch):
             return None
+        # Django calls this once the exception has left the view, and with it the view's
+        # atomic block (ATOMIC_REQUESTS, or the view's own): its writes are rolled back.
         environ: WSGIEnvironment = getattr(request, "environ", request.META)
-        environ.setdefault(PROBLEM_KEY, Problem(
-            "environment_mismatch", "the request touched another environment's data"))
-        return problem_response(environ[PROBLEM_KEY], environ[REQUEST_ID_KEY])
+        problem = refusal(environ, exception)
+        return problem_response(problem, environ.get(REQUEST_ID_KEY, "-"),
+                                head=request.method == "HEAD")
 
-    def _dispatch(self, request: HttpRequest, environ: WSGIEnvironment, router: EnvRouter,
-                  admission: Admission) -> HttpResponseBase:
-        def call(name: str) -> HttpResponseBase:
-            environ[BACKEND_KEY] = name
-            if name == APP_BACKEND:
-                return self.get_response(request)
-            return call_wsgi(router.backends[name], environ)
 
-        return try_backends(admission.decision.backends,
-                            environ.get("REQUEST_METHOD", "GET"), call)
+class _DjangoViews:
+    """The backend ``app`` as the core calls it: Django's views, via ``get_response``.
 
-    def _refuse(self, router: EnvRouter, environ: WSGIEnvironment, problem: Problem,
-                started: float) -> HttpResponse:
-        request_id = environ[REQUEST_ID_KEY]
-        response = problem_response(problem, request_id,
-                                    head=environ.get("REQUEST_METHOD") == "HEAD")
-        router.log(environ, environ.get(IDENTITY_KEY), problem.status, started)
-        return response
+    It starts an empty response with the view's status, so the core adds its headers and
+    writes the access line, while the view's response object stays Django's.
+    """
+
+    def __init__(self, get_response: GetResponse, request: HttpRequest) -> None:
+        self.get_response = get_response
+        self.request = request
+        self.response: HttpResponseBase | None = None
+
+    def __call__(self, environ: WSGIEnvironment,
+                 start_response: StartResponse) -> Iterable[bytes]:
+        request = self.request
+        request.envroute = environ.get(IDENTITY_KEY)  # type: ignore[attr-defined]
+        request.__dict__.pop("headers", None)  # re-read without the credential
+        response = self.get_response(request)
+        recorded = environ.get(PROBLEM_KEY)  # §18: a fence violation, a foreign envroute_id
+        if isinstance(recorded, Problem):  # even if the view swallowed it or Django made a
+            raise recorded  # page of it: the core answers the problem (the page is dropped)
+        self.response = response
+        start_response(f"{response.status_code} {response.reason_phrase}", [])
+        return []
+
+
+class _Head:
+    """Captures the status line and header list the core starts its response with."""
+
+    def __init__(self) -> None:
+        self.status = ""
+        self.headers: HeaderList = []
+
+    def start_response(self, status: str, headers: HeaderList, exc_info: Any = None) -> Any:
+        if exc_info is not None and self.status:
+            raise exc_info[1].with_traceback(exc_info[2])
+        self.status, self.headers = status, list(headers)
+        return _no_write
+
+
+def _no_write(data: bytes) -> None:
+    raise RuntimeError("write() is not available through EnvRouteMiddleware")
+
+
+class _ExactHeaders:
+    """Header handling shared by :class:`WSGIResponse` and :class:`WSGIBufferedResponse`.
+
+    Django's ``WSGIHandler`` (and the ASGI handler) send ``response.items()`` plus
+    ``response.cookies``. Here ``items()`` yields the core's header lines exactly as sent
+    (repeated names, every ``Set-Cookie`` line), then whatever later middleware set; a
+    header a later middleware changed or deleted is sent as it left it. ``cookies``
+    starts empty, so no cookie is parsed and re-serialised (Django's cookie jar would
+    collapse two cookies of one name and drop attributes it does not know).
+    """
+
+    headers: Any
+
+    def _take(self, headers: HeaderList) -> None:
+        del self.headers["Content-Type"]  # only what the backend sent
+        self._lines = list(headers)
+        for name, value in self._lines:
+            self.headers[name] = value
+        self._initial = {name.lower(): self.headers[name] for name, _ in self._lines}
+
+    def items(self) -> Iterator[tuple[str, str]]:
+        current = self.headers
+        initial = self._initial
+        for name, value in self._lines:
+            if current.get(name) == initial[name.lower()]:
+                yield name, value
+        for name, value in current.items():
+            if initial.get(name.lower()) != value:
+                yield name, value
+
+
+class WSGIResponse(_ExactHeaders, StreamingHttpResponse):
+    """A backend's streamed WSGI response, carried through Django with nothing lost.
+
+    ``close()`` (Django calls it when the response is sent) closes the core's response,
+    which closes the backend's and writes the access line.
+    """
+
+    def __init__(self, status: str, headers: HeaderList, body: Iterable[bytes]) -> None:
+        super().__init__(body, status=int(status[:3]), reason=status[4:] or None)
+        self._take(headers)
+
+
+class WSGIBufferedResponse(_ExactHeaders, HttpResponse):
+    """A response the core made in memory (a refusal, the health answer), exactly."""
+
+    def __init__(self, status: str, headers: HeaderList, body: bytes) -> None:
+        super().__init__(body, status=int(status[:3]), reason=status[4:] or None)
+        self._take(headers)
+
+
+class _Closing:
+    """The body Django streams; Django calls its ``close()`` when the response is done."""
+
+    def __init__(self, body: Iterator[bytes], result: Iterable[bytes]) -> None:
+        self._body = body
+        self._result = result
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._body
+
+    def close(self) -> None:
+        _close(self._result)
+
+
+def _close(result: Iterable[bytes]) -> None:
+    close = getattr(result, "close", None)
+    if close is not None:
+        close()
 
 
 def problem_response(problem: Problem, request_id: str, *, head: bool = False) -> HttpResponse:
@@ -130,66 +227,3 @@ def problem_response(problem: Problem, request_id: str, *, head: bool = False) -
     for name, value in problem.response_headers(request_id, body):
         response[name] = value
     return response
-
-
-def call_wsgi(app: Callable[..., Iterable[bytes]], environ: WSGIEnvironment
-              ) -> StreamingHttpResponse:
-    """Run a WSGI app and stream its response back through Django.
-
-    The body is not buffered: Django iterates it as the client reads, and closes the
-    app's iterable when done (``StreamingHttpResponse`` calls its ``close``).
-    """
-    started: list[tuple[str, HeaderList]] = []
-    written: list[bytes] = []
-
-    def start_response(status: str, headers: HeaderList, exc_info: Any = None) -> Any:
-        if exc_info is not None and started:
-            raise exc_info[1].with_traceback(exc_info[2])
-        started[:] = [(status, headers)]
-        return written.append  # the legacy write() callable, buffered before the body
-
-    result = app(environ, start_response)
-    chunks = iter(result)
-    first: list[bytes] = []
-    if not started:  # a generator app calls start_response on its first iteration
-        for chunk in chunks:
-            first.append(chunk)
-            if started:
-                break
-    if not started:
-        raise BackendUnavailable("the backend returned without starting a response")
-    status, headers = started[0]
-
-    def body() -> Iterator[bytes]:
-        yield from written
-        yield from first
-        yield from chunks
-
-    response = StreamingHttpResponse(_Closing(body(), result), status=int(status[:3]),
-                                     reason=status[4:] or None)
-    del response["Content-Type"]
-    for name, value in headers:
-        lower = name.lower()
-        if lower in HOP_BY_HOP:
-            continue
-        if lower == "set-cookie":
-            response.cookies.load(value)
-        else:
-            response[name] = value
-    return response
-
-
-class _Closing:
-    """Iterates ``body`` and closes the WSGI app's own iterable, as a server would."""
-
-    def __init__(self, body: Iterator[bytes], result: Iterable[bytes]) -> None:
-        self._body = body
-        self._result = result
-
-    def __iter__(self) -> Iterator[bytes]:
-        return self._body
-
-    def close(self) -> None:
-        close = getattr(self._result, "close", None)
-        if close is not None:
-            close()

@@ -9,14 +9,26 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
+from wsgiref.validate import validator
 
 import pytest
 from werkzeug.test import Client
 
-from envroute import EnvRouter, IssuedKey, KeyManager
+from envroute import (
+    BackendTimeout,
+    BackendUnavailable,
+    BadRequestBody,
+    EnvironmentMismatch,
+    EnvRouter,
+    IssuedKey,
+    KeyManager,
+    StoreUnavailable,
+)
 from envroute.keys import checksum, generate_secret, hash_key
 from envroute.stores.base import KeyRecord, utcnow
+from tests.support import broken_apps
 from tests.support.apps import SECRET, text_app
+from tests.support.broken_apps import BEFORE_BODY
 
 MakeKey = Callable[..., IssuedKey]
 
@@ -319,3 +331,69 @@ def test_one_access_log_line_per_request_without_secrets(router: EnvRouter, make
     assert lines[1].status == 401  # type: ignore[attr-defined]
     text = caplog.text
     assert key not in text and bad not in text and key[8:-4] not in text
+
+
+# -- PEP 3333's error path and the one error translation ----------------------------------
+
+
+def strict(app: Any) -> Any:
+    """``app`` under wsgiref's validator: it fails on any PEP 3333 breach by the gateway,
+    such as a second ``start_response`` without ``exc_info``."""
+    return validator(app)
+
+
+@pytest.mark.parametrize("name", BEFORE_BODY)
+def test_a_backend_that_breaks_before_its_body_is_502(store_url: str, name: str) -> None:
+    router = EnvRouter(getattr(broken_apps, name), {"secret": SECRET,
+                                                    "store": {"url": store_url}})
+    key = router.keys.create("sandbox").secret
+    response = Client(strict(router)).get("/", headers={"X-API-Key": key})
+    body = problem(response)
+    assert (response.status_code, body["code"]) == (502, "backend_unavailable")
+    assert "hunter2" not in response.get_data(True)
+    response.close()
+    router.close()
+
+
+def test_a_backend_that_breaks_after_bytes_were_sent_is_cut_off(store_url: str) -> None:
+    router = EnvRouter(broken_apps.breaks_midstream,
+                       {"secret": SECRET, "store": {"url": store_url}})
+    key = router.keys.create("sandbox").secret
+    with pytest.raises(RuntimeError, match="after bytes were sent"):  # the server closes
+        Client(router).get("/", headers={"X-API-Key": key}).get_data()
+    router.close()
+
+
+def test_the_legacy_write_callable_is_passed_through(store_url: str) -> None:
+    router = EnvRouter(broken_apps.legacy_write, {"secret": SECRET,
+                                                  "store": {"url": store_url}})
+    key = router.keys.create("sandbox").secret
+    response = Client(strict(router)).get("/", headers={"X-API-Key": key})
+    assert response.get_data() == b"written then returned"
+    response.close()
+    router.close()
+
+
+def raising(exc: BaseException) -> Any:
+    def app(environ: Any, start_response: Any) -> list[bytes]:
+        raise exc
+
+    return app
+
+
+@pytest.mark.parametrize(("exc", "status", "code"), [
+    pytest.param(BadRequestBody("chunk size"), 400, "invalid_request", id="bad-body"),
+    pytest.param(EnvironmentMismatch("fence"), 403, "environment_mismatch", id="fence"),
+    pytest.param(StoreUnavailable("down"), 503, "store_unavailable", id="store"),
+    pytest.param(BackendTimeout("slow"), 504, "backend_timeout", id="timeout"),
+    pytest.param(BackendUnavailable("refused"), 502, "backend_unavailable", id="refused"),
+    pytest.param(ValueError("a bug"), 502, "backend_unavailable", id="anything-else"),
+])
+def test_one_translation_of_errors_into_problems(store_url: str, exc: Exception, status: int,
+                                                 code: str) -> None:
+    router = EnvRouter(raising(exc), {"secret": SECRET, "store": {"url": store_url}})
+    key = router.keys.create("sandbox").secret
+    response = Client(strict(router)).get("/", headers={"X-API-Key": key})
+    assert (response.status_code, problem(response)["code"]) == (status, code)
+    response.close()
+    router.close()

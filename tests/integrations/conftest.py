@@ -64,3 +64,25 @@ def echo_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> lis
 def upstream() -> Iterator[Upstream]:
     with Upstream(echo_app) as server:
         yield server
+
+
+#: What a backend sends that a naive conversion loses: repeated header lines, cookies
+#: Django's cookie jar cannot hold (Partitioned; two of one name with different paths),
+#: an unusual status line and body bytes that are not text.
+EXACT_STATUS = "201 Made It"
+EXACT_HEADERS = [
+    ("Content-Type", "application/octet-stream"),
+    ("Link", '</v1/a>; rel="next"'),
+    ("Link", '</v1/b>; rel="prev"'),
+    ("Set-Cookie", "sid=1; Path=/; Secure; HttpOnly; SameSite=None; Partitioned"),
+    ("Set-Cookie", "pref=a; Path=/v1"),
+    ("Set-Cookie", "pref=b; Path=/v2"),
+    ("X-Empty", ""),
+]
+EXACT_BODY = [b"\x00\xff\r\n", b"", b"binary body"]
+
+
+def exact_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    """A backend whose response must reach the caller byte for byte, line for line."""
+    start_response(EXACT_STATUS, list(EXACT_HEADERS))
+    return list(EXACT_BODY)

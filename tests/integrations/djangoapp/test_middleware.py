@@ -164,7 +164,7 @@ def test_a_url_backend_is_streamed_through_django(client: Client, make_key: Make
     assert seen == {"path": "/v1/charges", "key_id": issued.record.id,
                     "environment": "sandbox", "authorization": None}
     assert response["X-Upstream"] == "yes"
-    assert response.cookies["seen"].value == "1"
+    assert ("Set-Cookie", "seen=1; Path=/") in list(response.items())  # the line, as sent
     assert "Connection" not in response
 
 
@@ -223,3 +223,32 @@ def _config() -> dict[str, Any]:
 
     config: dict[str, Any] = dict(settings.ENVROUTE)
     return config
+
+
+def test_a_view_crossing_environments_is_403_and_its_writes_are_rolled_back(
+        client: Client, make_key: MakeKey, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    from django.contrib.auth.models import User
+
+    monkeypatch.setitem(connection.settings_dict, "ATOMIC_REQUESTS", True)
+    with caplog.at_level("INFO", logger="envroute.access"):
+        response = get(client, "/v1/cross", **bearer(make_key().secret))
+    assert response.status_code == 403
+    problem = problem_of(response.content)
+    assert problem["code"] == "environment_mismatch"
+    assert problem["request_id"] == response["Request-Id"]
+    assert not User.objects.filter(username="written-before-the-fence").exists()
+    line = [r for r in caplog.records if r.name == "envroute.access"][-1]
+    assert (line.status, line.code) == (403, "environment_mismatch")  # type: ignore[attr-defined]
+
+
+def test_the_access_line_is_written_once_for_a_backend_response(
+        client: Client, make_key: MakeKey, caplog: pytest.LogCaptureFixture) -> None:
+    issued = make_key("sandbox")
+    with caplog.at_level("INFO", logger="envroute.access"):
+        response = get(client, **bearer(issued.secret))
+        assert b"".join(response.streaming_content).startswith(b"sandbox")
+        response.close()  # as Django's WSGI handler does once the body is sent
+    lines = [r for r in caplog.records if r.name == "envroute.access"]
+    assert len(lines) == 1
+    assert (lines[0].backend, lines[0].status) == ("sandbox", 200)  # type: ignore[attr-defined]

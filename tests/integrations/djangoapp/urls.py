@@ -8,4 +8,5 @@ urlpatterns = [
     path("health", views.health),
     path("v1/charges", views.charges),
     path("v1/missing", views.missing),
+    path("v1/cross", views.cross_environment),
 ]

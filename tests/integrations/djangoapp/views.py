@@ -31,6 +31,17 @@ def missing(request: HttpRequest) -> HttpResponse:
     raise Http404("no such thing")
 
 
+def cross_environment(request: HttpRequest) -> HttpResponse:
+    """Writes, then trips the environment fence (as django_envroute.db would)."""
+    from django.contrib.auth.models import User
+
+    from envroute import EnvironmentMismatch
+
+    VIEW_CALLS.append(request.path)
+    User.objects.create(username="written-before-the-fence")
+    raise EnvironmentMismatch("a sandbox request queried the production database")
+
+
 def health(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"ok": True, "identity": get_identity(request) is not None})
 
