@@ -72,8 +72,8 @@ def new_request_id() -> str:
 class Exchange:
     """What the access log (and metrics) learn about one request as it goes."""
 
-    __slots__ = ("backend", "code", "identity", "logged", "method", "path", "request_id",
-                 "started", "status")
+    __slots__ = ("backend", "code", "flags", "identity", "logged", "method", "path",
+                 "request_id", "started", "status")
 
     def __init__(self, environ: WSGIEnvironment) -> None:
         self.request_id: str = environ.setdefault(REQUEST_ID_KEY, new_request_id())
@@ -85,6 +85,7 @@ class Exchange:
         self.status = 0
         self.code: str | None = None
         self.logged = False
+        self.flags: set[str] = set()
 
 
 def refusal(environ: WSGIEnvironment, exc: BaseException) -> Problem:
@@ -240,7 +241,15 @@ class _Response:
         status, headers = self.head
         self.started = True
         self.writer = self.start_response(status, headers)
-        self.exchange.status = int(status[:3])
+        self.settle(int(status[:3]))
+
+    def settle(self, status: int) -> None:
+        """The caller's status is known: count the request for its key, once (§16)."""
+        exchange = self.exchange
+        exchange.status = status
+        if exchange.identity is not None and "recorded" not in exchange.flags:
+            exchange.flags.add("recorded")
+            self.router.authenticator.record(exchange.identity, status)
 
     def refuse_now(self, exc: BaseException) -> list[bytes]:
         """Refuse before any body: the problem's response, and its access line at once."""
@@ -260,17 +269,16 @@ class _Response:
         else:
             self.started = True
             self.start_response(status, headers)
-        exchange.status, exchange.code = problem.status, problem.code
+        exchange.code = problem.code
+        self.settle(problem.status)
         return [] if exchange.method == "HEAD" else [body]
 
     def log(self) -> None:
-        """The request is over: count it for its key (§16) and write its access line."""
+        """The request is over: write its access line."""
         exchange = self.exchange
         if exchange.logged:
             return
         exchange.logged = True
-        if exchange.identity is not None:
-            self.router.authenticator.record(exchange.identity, exchange.status)
         self.router.access_log.write(
             request_id=exchange.request_id, identity=exchange.identity,
             backend=exchange.backend, method=exchange.method, path=exchange.path,
