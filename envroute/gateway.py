@@ -28,6 +28,7 @@ from .auth import Authenticator, build_authenticator
 from .backends import StoredBackends, build_backends
 from .config import find_config_path, load_file, parse_settings
 from .credentials import CredentialReader
+from .customers import CustomerManager
 from .errors import ConfigError, StoreUnavailable
 from .handler import handle, new_request_id, try_backends
 from .identity import Identity
@@ -38,6 +39,7 @@ from .policies import Policy, build_policies
 from .problems import Problem, as_problem
 from .routing import Decision, Router
 from .settings import APP_BACKEND, Settings
+from .stored_backends import BackendManager
 from .stores import InvalidationSource, KeyStore, open_store
 from .stores.base import Change
 from .typing import HeaderList, StartResponse, WSGIApplication, WSGIEnvironment
@@ -129,6 +131,16 @@ class EnvRouter:
         """The key lifecycle under this gateway's store and config; a change made here is
         honoured by this process at once (``notify=on_change``)."""
         return KeyManager(self.store, self.settings, notify=self.on_change)
+
+    @cached_property
+    def customers(self) -> CustomerManager:
+        """Customers (§12), as :attr:`keys`: a change is honoured here at once."""
+        return CustomerManager(self.store, self.settings, notify=self.on_change)
+
+    @cached_property
+    def stored_backends(self) -> BackendManager:
+        """Stored backends (§13), as :attr:`keys`: this gateway serves a change at once."""
+        return BackendManager(self.store, self.settings, notify=self.on_change)
 
     def on_change(self, change: Change) -> None:
         """A key, customer or stored backend changed (here, or pushed by the store)."""

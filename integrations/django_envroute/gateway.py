@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from envroute import EnvRouter, KeyManager
+from envroute.stores.base import Change
 from envroute.typing import StartResponse, WSGIEnvironment
 
 from .conf import conf
@@ -41,20 +42,17 @@ def get_router() -> EnvRouter:
 
 
 def get_key_manager() -> KeyManager:
-    """Key lifecycle (create, revoke, roll) under the project's configuration and store."""
-    router = get_router()
-    return KeyManager(router.store, router.settings)
+    """The gateway's key lifecycle (``router.keys``): a change made through it is honoured
+    by this process at once."""
+    return get_router().keys
 
 
 def forget_key(key_id: str) -> None:
-    """Drop this process's cached verdict for a key just revoked or rolled here.
-
-    Other processes notice within ``[auth] cache_ttl`` (the ``django://`` store pushes no
-    invalidations).
-    """
+    """Kept for callers written against 0.1: ``router.keys`` already tells this process
+    (and the store tells the others) about every change it makes."""
     router = _router
     if router is not None:
-        router.authenticator.api_keys.invalidate(key_id)
+        router.on_change(Change("key", key_id))
 
 
 def reset_router() -> None:
@@ -63,7 +61,7 @@ def reset_router() -> None:
     with _lock:
         router, _router = _router, None
     if router is not None:
-        router.store.close()
+        router.close()
 
 
 def on_setting_changed(*, setting: str, **kwargs: Any) -> None:
