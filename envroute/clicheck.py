@@ -53,7 +53,9 @@ def settings_and_store(args: argparse.Namespace, *, app_given: bool = False) -> 
                 raise
             args.needs_app = True
     if getattr(args, "store", None):
-        settings = replace(settings, store_url=args.store)
+        from .config import store_url_option
+
+        settings = replace(settings, store_url=store_url_option(args.store))
     return settings, open_store(settings.store_url)
 
 

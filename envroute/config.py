@@ -38,7 +38,8 @@ DEFAULT_CONFIG_FILE = "envroute.toml"
 _VARIABLE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 __all__ = ["CONFIG_ENV_VAR", "DEFAULT_CONFIG_FILE", "MIN_SECRET_LENGTH", "expand_variables",
-           "find_config_path", "load_file", "parse_duration", "parse_settings"]
+           "find_config_path", "load_file", "parse_duration", "parse_settings",
+           "store_url_option"]
 
 
 # -- ${VAR} expansion ---------------------------------------------------------------
@@ -143,6 +144,19 @@ def parse_settings(
     if jwt is not None:
         _check_jwt_keys(jwt, settings)
     return settings
+
+
+def store_url_option(url: str) -> str:
+    """``--store URL`` checked as ``[store] url`` is: a relative SQLite path is relative to
+    the current directory, a missing directory is one line naming it (:class:`ConfigError`)."""
+    from .stores import registered_schemes
+    from .urls import check_store_url, resolve_store_url
+
+    try:
+        check_store_url(url, registered_schemes())
+        return resolve_store_url(url)
+    except ValueError as exc:
+        raise ConfigError(str(exc), source="--store") from None
 
 
 def _store(section: Table, base_dir: str | os.PathLike[str] | None) -> str:

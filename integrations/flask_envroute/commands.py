@@ -21,6 +21,7 @@ from flask.cli import AppGroup
 from envroute import EnvrouteError, open_store
 from envroute.cli import AUDIT_HELP, GROUPS, add_group_arguments, run_group
 from envroute.commandtools import Managers
+from envroute.config import store_url_option
 
 from .extension import get_state
 
@@ -46,8 +47,8 @@ def _run(ctx: click.Context, group: str) -> None:
     actor = getattr(args, "actor", None)
     try:
         if getattr(args, "store", None):
-            settings = replace(settings, store_url=args.store)
-            store = open_store(args.store)
+            settings = replace(settings, store_url=store_url_option(args.store))
+            store = open_store(settings.store_url)
             managers = Managers.build(store, settings, actor=actor)
         else:
             managers = Managers.of_router(state.router, actor)

@@ -9,7 +9,13 @@ from typing import Any
 import pytest
 
 from envroute import ConfigError, EnvRouter
-from envroute.config import expand_variables, load_file, parse_duration, parse_settings
+from envroute.config import (
+    expand_variables,
+    load_file,
+    parse_duration,
+    parse_settings,
+    store_url_option,
+)
 from envroute.settings import RequestCondition
 from tests.support.apps import SECRET
 
@@ -319,3 +325,15 @@ def test_import_string_is_loaded_at_start_up(store_url: str) -> None:
                       backends={"x": {"app": "envroute.demo_apps:no_such_app"}})
     with pytest.raises(ConfigError, match=r"backends.x.app: cannot import"):
         EnvRouter(None, config)
+
+
+def test_the_store_option_is_checked_as_the_config_key_is(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert store_url_option("sqlite:///k.db") == f"sqlite:///{tmp_path / 'k.db'}"
+    with pytest.raises(ConfigError) as caught:
+        store_url_option("sqlite:///gone/k.db")
+    assert str(caught.value) == (f"--store: the directory {tmp_path / 'gone'} does not exist "
+                                 "(create it, or point the store elsewhere)")
+    with pytest.raises(ConfigError, match="unknown store scheme 'mongodb'"):
+        store_url_option("mongodb://h/db")
