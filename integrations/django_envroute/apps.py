@@ -25,6 +25,13 @@ class EnvrouteConfig(AppConfig):
         register_store(STORE_SCHEME, "django_envroute.store:DjangoStore")
         checks.register(envroute_checks.check_settings, envroute_checks.TAG)
         setting_changed.connect(on_setting_changed, dispatch_uid="django_envroute.reset")
+        from envroute.audit import add_listener
+
+        from .cors import check_cors_order
+        from .signals import send_event
+
+        checks.register(check_cors_order, envroute_checks.TAG)  # envroute.W021
+        add_listener(send_event)  # the envroute_event signal after each change
         from .sandbox import ready as sandbox_ready  # §18: db fence, envroute_id, checks
 
         sandbox_ready()
