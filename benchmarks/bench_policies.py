@@ -26,7 +26,6 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from envroute import EnvRouter, KeyManager
-from envroute.policies import close_policies
 
 SECRET = "bench-secret-0123456789-abcdefghijklmnopqrstuvwxyz"
 POSTGRES = os.environ.get("ENVROUTE_TEST_POSTGRES", "postgresql://127.0.0.1:5432/test")
@@ -121,7 +120,7 @@ def main() -> None:
                 per_request(router, key, 200)
                 results.append(("SQLite hit + Redis rate limit",
                                 per_request(router, key, iterations)))
-                close_policies(router.policies)
+                router.close()
                 router.store.close()
             else:
                 results.append(("SQLite hit + Redis rate limit", None))

@@ -18,7 +18,7 @@ from .names import DRY_RUN_KEY
 from .settings import Settings
 from .typing import HeaderList, WSGIEnvironment
 
-__all__ = ["DRY_RUN_KEY", "Policy", "build_policies", "close_policies"]
+__all__ = ["DRY_RUN_KEY", "Policy", "build_policies"]
 
 
 class Policy(Protocol):
@@ -42,11 +42,3 @@ def build_policies(settings: Settings) -> tuple[Policy, ...]:
 
         policies.append(RateLimitPolicy(settings.rate_limits, settings.source))
     return tuple(policies)
-
-
-def close_policies(policies: tuple[Policy, ...]) -> None:
-    """Release what policies hold in this process (a Redis connection pool)."""
-    for policy in policies:
-        close = getattr(policy, "close", None)
-        if callable(close):
-            close()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from django.apps import AppConfig
 
-#: Key store URL scheme for the Django ORM store: ``django://`` or ``django://<db alias>``.
-STORE_SCHEME = "django"
+from .conf import STORE_SCHEME
+
+__all__ = ["STORE_SCHEME", "EnvrouteConfig"]
 
 
 class EnvrouteConfig(AppConfig):

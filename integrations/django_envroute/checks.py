@@ -30,8 +30,7 @@ from envroute.backends import load_app
 from envroute.config import parse_settings
 from envroute.settings import APP_BACKEND
 
-from .apps import STORE_SCHEME
-from .conf import MIDDLEWARE, conf
+from .conf import MIDDLEWARE, STORE_SCHEME, conf
 
 TAG = "envroute"
 EXAMPLE = ('ENVROUTE = {"secret": os.environ["ENVROUTE_SECRET"], '

@@ -22,6 +22,8 @@ from typing import Any
 
 from django.conf import settings
 
+#: Key store URL scheme for the Django ORM store: ``django://`` or ``django://<db alias>``.
+STORE_SCHEME = "django"
 DEFAULT_STORE_URL = "django://default"
 MIDDLEWARE = "django_envroute.middleware.EnvRouteMiddleware"
 

@@ -9,7 +9,6 @@ from envroute import Identity
 if TYPE_CHECKING:
     from django.http import HttpRequest
 
-IDENTITY_KEY = "envroute.identity"
 
 
 def get_identity(request: HttpRequest) -> Identity | None:

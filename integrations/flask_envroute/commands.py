@@ -23,7 +23,7 @@ from envroute.cli import AUDIT_HELP, GROUPS, add_group_arguments, run_group
 from envroute.commandtools import Managers
 from envroute.config import store_url_option
 
-from .extension import get_state
+from .state import get_state
 
 envroute_group = AppGroup("envroute", help="envroute: API keys, customers, stored "
                                            "backends and the audit log for this app.")

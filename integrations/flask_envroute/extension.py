@@ -14,39 +14,22 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, current_app
+from flask import Flask
 
-from envroute import ConfigError, EnvRouter, KeyManager, KeyStore, Settings
+from envroute import ConfigError, EnvRouter, KeyStore, Settings
+
+from .state import EXTENSION_NAME, EnvRouteState, get_state
 
 if TYPE_CHECKING:
     from envroute.typing import WSGIApplication
 
-EXTENSION_NAME = "envroute"
+__all__ = ["EXTENSION_NAME", "EnvRoute", "EnvRouteState", "get_state"]
+
 CONFIG_KEY = "ENVROUTE"
 
 Config = Mapping[str, Any] | str | os.PathLike[str] | Settings
-
-
-@dataclass(frozen=True)
-class EnvRouteState:
-    """What the extension keeps for one app: the gateway that wraps its ``wsgi_app``."""
-
-    router: EnvRouter
-
-    @property
-    def settings(self) -> Settings:
-        return self.router.settings
-
-    @property
-    def store(self) -> KeyStore:
-        return self.router.store
-
-    def key_manager(self) -> KeyManager:
-        """Create, list, revoke and roll keys in this app's store, under its config."""
-        return KeyManager(self.router.store, self.router.settings)
 
 
 class EnvRoute:
@@ -103,14 +86,3 @@ class EnvRoute:
 
         if envroute_group.name not in app.cli.commands:
             app.cli.add_command(envroute_group)
-
-
-def get_state(app: Flask | None = None) -> EnvRouteState:
-    """The extension's state for ``app`` (default: the current app)."""
-    target = app if app is not None else current_app
-    try:
-        state: EnvRouteState = target.extensions[EXTENSION_NAME]
-    except KeyError:
-        raise RuntimeError("flask_envroute is not initialised on this app: "
-                           "call EnvRoute(app) or EnvRoute().init_app(app)") from None
-    return state

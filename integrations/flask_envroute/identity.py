@@ -13,8 +13,7 @@ from flask import request
 from werkzeug.local import LocalProxy
 
 from envroute import Identity
-
-IDENTITY_KEY = "envroute.identity"
+from envroute.names import IDENTITY_KEY
 
 
 def get_identity() -> Identity | None:

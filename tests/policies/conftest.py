@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 from envroute import EnvRouter, KeyManager
-from envroute.policies import close_policies
 from envroute.stores import KeyStore, open_store
 from tests.support.apps import SECRET, text_app
 from tests.support.services import require_postgres, require_redis
@@ -100,8 +99,7 @@ def make_gateway() -> Iterator[GatewayFactory]:
 
     yield make
     for gateway in built:
-        close_policies(gateway.policies)
-        gateway.store.close()
+        gateway.close()  # store, rate-limit storage, usage timer
 
 
 def manager(gateway: EnvRouter) -> KeyManager:
