@@ -122,3 +122,14 @@ def test_identity_outside_an_admitted_request(flask_app: Flask) -> None:
             _ = current_identity.key_id
     with pytest.raises(RuntimeError, match="not initialised"), Flask("bare").app_context():
         get_state()
+
+
+def test_state_close_releases_the_gateway(base_config: dict[str, Any],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    app = build_app(base_config)
+    state = get_state(app)
+    closed: list[bool] = []
+    monkeypatch.setattr(state.router.store, "close", lambda: closed.append(True))
+    state.close()
+    assert closed == [True]
+    assert state.key_manager() is state.router.keys  # one manager, wired to the router
