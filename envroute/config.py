@@ -29,8 +29,9 @@ from typing import Any
 
 from . import rules, sections
 from .errors import ConfigError
-from .sections import MIN_SECRET_LENGTH, Table, parse_duration
+from .sections import MIN_SECRET_LENGTH
 from .settings import DEFAULT_STORE_URL, JwtSettings, Settings, frozen_map
+from .table import Table, parse_duration
 
 CONFIG_ENV_VAR = "ENVROUTE_CONFIG"
 DEFAULT_CONFIG_FILE = "envroute.toml"

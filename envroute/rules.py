@@ -14,7 +14,6 @@ import re
 from collections.abc import Iterable, Mapping
 
 from .patterns import compile_path, normalise_method
-from .sections import Table
 from .settings import (
     RateLimitRule,
     RateLimitSettings,
@@ -23,6 +22,7 @@ from .settings import (
     When,
     frozen_map,
 )
+from .table import Table
 
 STRATEGIES = ("moving-window", "fixed-window", "sliding-window-counter")
 #: An attribute ``when``/``per``/``backend_from``/``limit_from`` may name: a metadata name
