@@ -6,21 +6,24 @@ look-up, ``503 store_unavailable`` (a problem) when it does not. It never reache
 backend, so a load balancer's probe cannot be routed, rate limited or proxied.
 
 This is the one place such paths are registered (:class:`OwnPaths`): a ``[metrics] path``
-registers its answer beside health's. Only the exact path and the listed methods match;
-anything else (``/healthz/x``, a ``POST``) goes through the gateway like any request.
-Security: an answer here must not depend on the caller and must not reveal a key, a
-customer or a backend's address.
+registers its answer beside health's, as an :class:`Answer` handler (:meth:`OwnPaths.add`)
+or a small WSGI app (:meth:`OwnPaths.add_app`; its body is read in full). Only the exact
+path and the listed methods match; anything else (``/healthz/x``, a ``POST``) goes
+through the gateway like any request.
+
+Security: an answer here must not reveal a key, a customer or a backend's address, and
+one that checks a credential (a metrics token) checks it itself.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Collection
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from .problems import Problem
 from .stores.base import KeyStore
-from .typing import HeaderList, WSGIEnvironment
+from .typing import HeaderList, WSGIApplication, WSGIEnvironment
 
 
 class Answer(NamedTuple):
@@ -53,6 +56,11 @@ class OwnPaths:
             raise ValueError(f"the path {path!r} is already answered by the gateway")
         self._paths[path] = (frozenset(methods), handler)
 
+    def add_app(self, path: str, app: WSGIApplication,
+                methods: Collection[str] = ("GET", "HEAD")) -> None:
+        """Answer ``path`` with a WSGI app (its whole body is read: keep it small)."""
+        self.add(path, _answer_with(app), methods)
+
     def find(self, environ: WSGIEnvironment) -> Handler | None:
         """The handler for this request, or None if the gateway should route it."""
         entry = self._paths.get(environ.get("PATH_INFO", ""))
@@ -77,3 +85,29 @@ def health_check(store: KeyStore, on_answer: Callable[[], None] | None = None) -
                             ("Cache-Control", "no-store")], body)
 
     return answer
+
+
+def _answer_with(app: WSGIApplication) -> Handler:
+    def answer(environ: WSGIEnvironment) -> Answer:
+        head: list[tuple[str, HeaderList]] = []
+
+        def start_response(status: str, headers: HeaderList, exc_info: Any = None, /
+                           ) -> Callable[[bytes], object]:
+            head[:] = [(status, [h for h in headers if h[0].lower() != "request-id"])]
+            return _no_write
+
+        result = app(environ, start_response)
+        try:
+            body = b"".join(result)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        status, headers = head[0]
+        return Answer(int(status[:3]), headers, body)
+
+    return answer
+
+
+def _no_write(data: bytes) -> object:
+    raise RuntimeError("write() is not available to a gateway-answered path")

@@ -235,3 +235,13 @@ def test_close_releases_every_part_even_if_one_fails(store_url: str,
     monkeypatch.setattr(router.store, "close", closer("store"))
     router.close()
     assert closed == ["authenticator", "rate limits", "stored backends", "store"]
+
+
+def test_a_wsgi_app_can_answer_a_gateway_path(store_url: str) -> None:
+    router = gateway(store_url)
+    router.own_paths.add_app("/status", text_app("status"))
+    response = Client(router).get("/status")
+    assert (response.status_code, response.get_data()) == (200, b"status")
+    assert response.headers["Request-Id"].startswith("req_")
+    assert Client(router).post("/status").status_code == 401  # other methods: routed
+    router.close()
