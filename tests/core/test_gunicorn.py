@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -38,6 +39,34 @@ backend = "production"
 """
 
 
+class Output:
+    """Reads a server's output as it comes (so its pipe never fills and blocks it)."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        assert process.stdout is not None
+        self._stream = process.stdout
+        self._seen = b""
+        self._changed = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        try:
+            for line in iter(self._stream.readline, b""):
+                with self._changed:
+                    self._seen += line
+                    self._changed.notify_all()
+        except (OSError, ValueError):  # the pipe was closed when the server stopped
+            return
+
+    def wait_for(self, text: str, timeout: float = 20.0) -> str:
+        """Everything printed so far, once ``text`` is among it."""
+        with self._changed:
+            found = self._changed.wait_for(lambda: text.encode() in self._seen, timeout)
+            seen = self._seen.decode(errors="replace")
+        assert found, seen[-2000:]
+        return seen
+
+
 def envroute(cwd: Path, *args: str) -> str:
     return subprocess.run([str(BIN / "envroute"), *args], cwd=cwd, check=True,
                           capture_output=True, text=True, timeout=60).stdout
@@ -58,7 +87,7 @@ def test_gateway_serves_under_gunicorn(project: Path, worker_class: str, threads
                                worker_class=worker_class)
     env = {"ENVROUTE_CONFIG": "envroute.toml"}
     url = f"http://127.0.0.1:{port}/v1/charges"
-    with running(command, port=port, env=env, cwd=project):
+    with running(command, port=port, env=env, cwd=project) as server:
         def fetch(key: str) -> requests.Response:
             return requests.get(url, headers={"Authorization": f"Bearer {key}"}, timeout=10)
 
@@ -70,6 +99,9 @@ def test_gateway_serves_under_gunicorn(project: Path, worker_class: str, threads
             assert response.headers["Request-Id"].startswith("req_")
         refused = requests.get(url, timeout=10)
         assert refused.status_code == 401
+        # access lines reach gunicorn's stderr with no logging set up ([logging] access)
+        output = Output(server).wait_for(f"{refused.headers['Request-Id']} key=-")
+        assert "GET /v1/charges 200 code=-" in output
         assert refused.json()["code"] == "missing_credentials"
         assert refused.json()["request_id"] == refused.headers["Request-Id"]
 
