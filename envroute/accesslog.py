@@ -82,9 +82,6 @@ class AccessLog:
     def __init__(self, settings: LoggingSettings) -> None:
         self.json = settings.format == "json"
 
-    def enabled(self) -> bool:
-        return access_logger.isEnabledFor(logging.INFO)
-
     def write(self, *, request_id: str, identity: Identity | None, backend: str | None,
               method: str, path: str, status: int, code: str | None,
               duration_ms: float) -> None:
@@ -137,10 +134,6 @@ class OutageLog:
         self._last_failure = 0.0
         self._last_report = 0.0
         self._count = 0
-
-    @property
-    def down(self) -> bool:
-        return self._down_since is not None
 
     def failed(self, reason: object) -> None:
         now = time.monotonic()

@@ -69,7 +69,7 @@ class OwnPaths:
         return entry[1]
 
 
-def health_check(store: KeyStore, on_answer: Callable[[], None] | None = None) -> Handler:
+def health_check(store: KeyStore) -> Handler:
     """The ``[health] path`` handler: does the key store answer?"""
 
     def answer(environ: WSGIEnvironment) -> Answer:
@@ -77,8 +77,6 @@ def health_check(store: KeyStore, on_answer: Callable[[], None] | None = None) -
             store.lookup(_PROBE)
         except Exception:  # whatever the cause, the store did not answer
             raise Problem("store_unavailable", "the key store cannot be reached") from None
-        if on_answer is not None:
-            on_answer()
         body = json.dumps({"status": "ok"}).encode()
         return Answer(200, [("Content-Type", "application/json"),
                             ("Content-Length", str(len(body))),
