@@ -53,6 +53,8 @@ def _escape_char(match: re.Match[str]) -> str:
 
 def escape(value: str) -> str:
     """``value`` with every character that could split or forge a log line escaped."""
+    if _UNSAFE.search(value) is None:  # nearly always: no replacement to build
+        return value
     return _UNSAFE.sub(_escape_char, value)
 
 
@@ -111,7 +113,10 @@ class AccessLog:
                 backend=fields["backend"] or "-", method=fields["method"],
                 path=fields["path"].replace(" ", "%20") or "/", status=status,
                 code=code or "-", duration=duration_ms)
-        access_logger.info("%s", message, extra=fields)
+        # makeRecord + handle: what Logger.info does, minus the caller look-up (a stack
+        # walk per request, for a line whose caller is always this one)
+        access_logger.handle(access_logger.makeRecord(
+            access_logger.name, logging.INFO, __file__, 0, message, (), None, extra=fields))
 
 
 class OutageLog:
