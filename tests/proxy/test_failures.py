@@ -130,7 +130,10 @@ def test_check_describes_a_reachable_backend(gateway: EnvRouter, primary: Upstre
     line = backend(gateway, "based").check()
     assert line == line.strip() and "\n" not in line
     assert line.startswith(f"http://127.0.0.1:{primary.port}/base answered 200 OK")
-    assert primary.stats()["log"] == [["HEAD", "/base"]]
+    # Only what check() sent to its own path: the session-wide upstream may still be
+    # receiving a request that an earlier test gave up on (its log is shared).
+    assert [entry for entry in primary.stats()["log"] if entry[1].startswith("/base")] == [
+        ["HEAD", "/base"]]
 
 
 @pytest.mark.parametrize(("name", "error"), [
