@@ -89,6 +89,7 @@ class Rehasher:
         self.fingerprint = keys.secret_fingerprint(settings.secret_key)
         self._pending: dict[bytes, tuple[bytes, str]] = {}
         self._lock = threading.Lock()
+        self._failures = 0
         self._unsupported = False
 
     def add(self, old_hash: bytes, new_hash: bytes) -> None:
@@ -110,11 +111,15 @@ class Rehasher:
             with self._lock:
                 for old, new in pending.items():
                     self._pending.setdefault(old, new)
-            logger.warning("could not re-hash %d key secrets, will retry: %s",
-                           len(pending), exc)
+            self._failures += 1
+            if self._failures == 1:  # once when an outage starts, not on every tick
+                logger.warning("could not re-hash %d key secrets; retrying every few "
+                               "seconds: %s", len(pending), exc)
             return False
         else:
-            logger.info("re-hashed %d key secrets under the current secret", len(pending))
+            logger.info("re-hashed %d key secrets under the current secret%s", len(pending),
+                        f" after {self._failures} failed attempts" if self._failures else "")
+            self._failures = 0
         return True
 
     @property

@@ -63,6 +63,7 @@ class UsageRecorder:
         self.append = self._events.append
         #: a batch the store refused, merged into the next attempt
         self._failed: UsageBatch | None = None
+        self._failures = 0
         self._counts_unsupported = False
 
     def record(self, key_id: str, error: bool) -> None:
@@ -115,9 +116,15 @@ class UsageRecorder:
             self._write(batch)
         except (EnvrouteError, OSError) as exc:  # kept for the next attempt, never dropped
             self._failed = batch
-            logger.warning("could not write key usage (%d keys), will retry: %s",
-                           len(batch.last_used), exc)
+            self._failures += 1
+            if self._failures == 1:  # once when an outage starts, not on every tick
+                logger.warning("could not write key usage (%d keys); keeping it and "
+                               "retrying every few seconds: %s", len(batch.last_used), exc)
             return False
+        if self._failures:
+            logger.warning("key usage written again after %d failed attempts; nothing lost",
+                           self._failures)
+            self._failures = 0
         return True
 
     def _write(self, batch: UsageBatch) -> None:

@@ -6,6 +6,7 @@ is kept and merged into the next one; ``close()`` writes what is pending.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -248,3 +249,22 @@ def test_usage_through_the_gateway_is_batched(make_gateway: GatewayFactory,
     for issued in (sandbox, production):
         assert keys.get(issued.record.id).last_used_at is not None
     gateway.authenticator.close()
+
+
+def test_an_outage_is_logged_when_it_starts_and_ends_only(
+        caplog: pytest.LogCaptureFixture) -> None:
+    store = MemoryStore()
+    recorder = UsageRecorder(store)
+    store.down = True
+    with caplog.at_level(logging.INFO, logger="envroute"):
+        for _ in range(5):
+            recorder.record("key_a", False)
+            assert recorder.flush() is False
+        store.down = False
+        assert recorder.flush() is True
+        assert recorder.flush() is True
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2
+    assert lines[0].startswith("could not write key usage (1 keys)")
+    assert "after 5 failed attempts" in lines[1]
+    assert totals(store.batches) == {"key_a": (5, 0)}
