@@ -22,6 +22,7 @@ use).
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -34,9 +35,23 @@ from urllib3.util import Retry, Timeout
 #: Keep-alive connections per backend per process when ``pool_size`` is 0. gunicorn's
 #: gthread workers rarely run more threads than this; raise ``pool_size`` if yours do.
 DEFAULT_POOL_SIZE = 32
+#: The default under gevent's monkey-patching (gunicorn ``-k gevent``): a worker runs a
+#: greenlet per connection (up to ``--worker-connections``), each may hold an upstream
+#: connection while the upstream answers; a pool of 32 would close and reopen the rest.
+GEVENT_POOL_SIZE = 256
 #: requests' ``max_retries=0``: never resend (a request must never be sent twice), and
 #: let read errors through as they are.
 _NO_RETRIES = Retry(0, read=False)
+
+
+def default_pool_size() -> int:
+    """:data:`GEVENT_POOL_SIZE` when gevent has patched ``socket`` (never imports gevent),
+    else :data:`DEFAULT_POOL_SIZE`. gunicorn's gevent worker patches before it loads the
+    app, so the backend is built knowing; with ``--preload`` it is not: set ``pool_size``."""
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and monkey.is_module_patched("socket"):
+        return GEVENT_POOL_SIZE
+    return DEFAULT_POOL_SIZE
 
 
 class ConnectionPool:
@@ -44,7 +59,7 @@ class ConnectionPool:
 
     def __init__(self, origin: str, size: int, timeouts: tuple[float, float]) -> None:
         self.origin = origin
-        self.size = size or DEFAULT_POOL_SIZE
+        self.size = size or default_pool_size()
         self.timeouts = timeouts
         self.timeout = Timeout(connect=timeouts[0], read=timeouts[1])
         self.verify: bool | str = os.environ.get("REQUESTS_CA_BUNDLE") or True
