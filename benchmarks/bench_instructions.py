@@ -1,0 +1,161 @@
+"""Instructions per verified request on a cache hit, in process: bare app, envroute, and a
+naive key router, counted by callgrind (issue 14).
+
+    .venv/bin/python benchmarks/bench_instructions.py [--requests 2000]
+
+Instruction counts do not depend on what else the machine runs, so they compare runs on a
+shared machine where timings cannot. The same script (``--child MODE N``) serves ``N``
+requests to one app, with a fresh environ each, under ``valgrind --tool=callgrind``;
+it runs twice (``N`` and ``N + --requests``) and the difference over ``--requests`` is
+the cost of one request without the interpreter's start-up and the imports.
+
+* ``bare``     the app alone;
+* ``envroute`` ``EnvRouter(app)`` with a SQLite store, the key verified once and then
+  served from the cache (usage counted per request, as in production);
+* ``naive``    a 20-line middleware: ``Bearer`` value -> SHA-256 -> dict -> environ.
+
+Target (reported, not asserted): envroute at most 25,000 instructions per request.
+``--profile`` prints cProfile's view of envroute's request instead (where the cost is).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+SECRET = "benchmark-secret-0123456789abcdefghijklmnop"
+WARM = 200
+BODY = b'{"object":"list","data":[]}'
+
+
+def bare_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "application/json"),
+                              ("Content-Length", str(len(BODY)))])
+    return [BODY]
+
+
+def naive_router(app: Callable[..., Iterable[bytes]], keys: dict[str, dict[str, str]]
+                 ) -> Callable[..., Iterable[bytes]]:
+    """What a hand-written key check costs: no checksum, cache, policy, usage or log."""
+    def middleware(environ: dict[str, Any], start_response: Callable[..., Any]
+                   ) -> Iterable[bytes]:
+        value = environ.get("HTTP_AUTHORIZATION", "")
+        digest = hashlib.sha256(value.removeprefix("Bearer ").encode()).hexdigest()
+        identity = keys.get(digest)
+        if identity is None:
+            start_response("401 Unauthorized", [("Content-Type", "text/plain")])
+            return [b"unauthorized\n"]
+        environ["naive.identity"] = identity
+        return app(environ, start_response)
+    return middleware
+
+
+def build(mode: str, directory: Path) -> tuple[Callable[..., Iterable[bytes]], str, Any]:
+    """The app for ``mode``, the key to send, and what to close at the end."""
+    if mode == "bare":
+        return bare_app, "sk_test_none", None
+    if mode == "naive":
+        key = "sk_test_" + "a" * 38
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        return naive_router(bare_app, {digest: {"environment": "sandbox"}}), key, None
+    from envroute import EnvRouter, KeyManager
+
+    config = directory / "envroute.toml"
+    config.write_text(f'secret = "{SECRET}"\n[store]\nurl = "sqlite:///{directory}/bench.db"\n'
+                      '[auth]\ncache_ttl = "1h"\n')
+    gateway = EnvRouter(bare_app, config)
+    key = KeyManager(gateway.store, gateway.settings).create("sandbox").secret
+    return gateway, key, gateway
+
+
+def serve(app: Callable[..., Iterable[bytes]], key: str, count: int) -> None:
+    base = {"REQUEST_METHOD": "GET", "PATH_INFO": "/v1/charges", "QUERY_STRING": "",
+            "SERVER_NAME": "bench", "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1",
+            "wsgi.url_scheme": "http", "REMOTE_ADDR": "127.0.0.1", "HTTP_HOST": "bench",
+            "HTTP_ACCEPT": "*/*", "HTTP_USER_AGENT": "bench/1",
+            "HTTP_AUTHORIZATION": f"Bearer {key}"}
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc: Any = None) -> None:
+        return None
+
+    for _ in range(count):
+        body = app(base.copy(), start_response)
+        for _chunk in body:
+            pass
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()
+
+
+def child(mode: str, count: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-instructions-") as tmp:
+        app, key, gateway = build(mode, Path(tmp))
+        serve(app, key, WARM)  # the key verified and cached; lazy starts done
+        serve(app, key, count)
+        if gateway is not None:
+            gateway.authenticator.close()
+            gateway.store.close()
+
+
+def instructions(mode: str, count: int) -> int:
+    with tempfile.TemporaryDirectory(prefix="callgrind-") as tmp:
+        result = subprocess.run(
+            ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/out",
+             sys.executable, __file__, "--child", mode, str(count)],
+            capture_output=True, text=True, check=True)
+    found = re.search(r"Collected : (\d+)", result.stderr)
+    assert found, result.stderr[-2000:]
+    return int(found.group(1))
+
+
+def profile(count: int) -> None:
+    import cProfile
+    import pstats
+
+    with tempfile.TemporaryDirectory(prefix="bench-instructions-") as tmp:
+        app, key, gateway = build("envroute", Path(tmp))
+        serve(app, key, WARM)
+        profiler = cProfile.Profile()
+        profiler.runcall(serve, app, key, count)
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(40)
+        gateway.authenticator.close()
+        gateway.store.close()
+
+
+def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--child":
+        child(sys.argv[2], int(sys.argv[3]))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    if args.profile:
+        profile(args.requests)
+        return
+    costs = {}
+    for mode in ("bare", "naive", "envroute"):
+        print(f"counting {mode} ...", flush=True)
+        costs[mode] = (instructions(mode, args.requests) - instructions(mode, 0)) \
+            / args.requests
+    print(f"\ninstructions per request (callgrind, {args.requests} requests, in process):")
+    for mode, cost in costs.items():
+        extra = "" if mode == "bare" else f"   (+{cost - costs['bare']:,.0f} over bare)"
+        print(f"  {mode:<9}{cost:>10,.0f}{extra}")
+    met = costs["envroute"] <= 25_000
+    print(f"target envroute <= 25,000 per request: {costs['envroute']:,.0f}  "
+          f"{'met' if met else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
