@@ -34,7 +34,7 @@ def settings_and_store(args: argparse.Namespace, *, app_given: bool = False) -> 
     """The settings and the store; ``args.needs_app`` says whether the config routes to
     the wrapped app (``keys``, ``check`` and ``explain`` accept such a config without
     ``--app``). Decided by parsing, never by matching an error message."""
-    from .gateway import load_settings
+    from .config import load_settings
     from .stores import open_store
 
     config = getattr(args, "config", None)

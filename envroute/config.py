@@ -147,6 +147,24 @@ def parse_settings(
     return settings
 
 
+ConfigSource = Settings | Mapping[str, Any] | str | os.PathLike[str] | None
+
+
+def load_settings(config: ConfigSource, builtin: Iterable[str] = ()) -> Settings:
+    """Settings from a path, a dict or ``None`` (``$ENVROUTE_CONFIG`` / ``./envroute.toml``).
+
+    Here rather than in :mod:`envroute.gateway` (which re-exports it) so that the CLI's
+    store commands read the config without importing the request path (issue 14)."""
+    if isinstance(config, Settings):
+        return config
+    if isinstance(config, Mapping):
+        return parse_settings(config, source="<dict>", builtin_backends=builtin)
+    path = find_config_path(config)
+    if path is None:
+        raise ConfigError("no configuration: pass a path or a dict, or set ENVROUTE_CONFIG")
+    return load_file(path, builtin_backends=builtin)
+
+
 def store_url_option(url: str) -> str:
     """``--store URL`` checked as ``[store] url`` is: a relative SQLite path is relative to
     the current directory, a missing directory is one line naming it (:class:`ConfigError`)."""

@@ -18,7 +18,6 @@ set only by the gateway, so a backend can trust what it finds in the environ.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterable, Mapping
 from functools import cached_property
 from typing import Any, NamedTuple
@@ -26,10 +25,10 @@ from typing import Any, NamedTuple
 from . import accesslog
 from .auth import Authenticator, build_authenticator
 from .backends import StoredBackends, build_backends
-from .config import find_config_path, load_file, parse_settings
+from .config import ConfigSource, load_settings
 from .credentials import CredentialReader
 from .customers import CustomerManager
-from .errors import ConfigError, StoreUnavailable
+from .errors import StoreUnavailable
 from .handler import handle, new_request_id, try_backends
 from .identity import Identity
 from .lifecycle import KeyManager
@@ -38,7 +37,7 @@ from .ownpaths import OwnPaths, health_check
 from .policies import Policy, build_policies
 from .problems import Problem, as_problem
 from .routing import Decision, Router
-from .settings import APP_BACKEND, Settings
+from .settings import APP_BACKEND
 from .stored_backends import BackendManager
 from .stores import InvalidationSource, KeyStore, open_store
 from .stores.base import Change
@@ -51,21 +50,6 @@ __all__ = ["BACKEND_KEY", "IDENTITY_KEY", "REQUEST_ID_KEY", "Admission", "EnvRou
            "as_problem", "load_settings", "new_request_id", "try_backends"]
 
 _ENVROUTE_HEADER = "HTTP_ENVROUTE_"
-ConfigSource = Settings | Mapping[str, Any] | str | os.PathLike[str] | None
-
-
-def load_settings(config: ConfigSource, builtin: Iterable[str] = ()) -> Settings:
-    """Settings from a path, a dict or ``None`` (``$ENVROUTE_CONFIG`` / ``./envroute.toml``)."""
-    if isinstance(config, Settings):
-        return config
-    if isinstance(config, Mapping):
-        return parse_settings(config, source="<dict>", builtin_backends=builtin)
-    path = find_config_path(config)
-    if path is None:
-        raise ConfigError("no configuration: pass a path or a dict, or set ENVROUTE_CONFIG")
-    return load_file(path, builtin_backends=builtin)
-
-
 class EnvRouter:
     """Wrap a WSGI app (or none, as a standalone gateway) with keys, policies and routing.
 

@@ -29,9 +29,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from .config import find_config_path, load_file
+from .config import ConfigSource, find_config_path, load_file, load_settings
 from .errors import ConfigError
-from .gateway import ConfigSource, load_settings
 from .lifecycle import KeyManager
 from .settings import APP_BACKEND, Settings
 from .stores import open_store
