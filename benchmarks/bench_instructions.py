@@ -72,7 +72,7 @@ def build(mode: str, directory: Path) -> tuple[Callable[..., Iterable[bytes]], s
 
     config = directory / "envroute.toml"
     config.write_text(f'secret = "{SECRET}"\n[store]\nurl = "sqlite:///{directory}/bench.db"\n'
-                      '[auth]\ncache_ttl = "1h"\n')
+                      '[auth]\ncache_ttl = "1h"\n[logging]\naccess = false\n')
     gateway = EnvRouter(bare_app, config)
     key = KeyManager(gateway.store, gateway.settings).create("sandbox").secret
     return gateway, key, gateway
