@@ -16,12 +16,19 @@ the cost of one request without the interpreter's start-up and the imports.
 
 Target (reported, not asserted): envroute at most 25,000 instructions per request.
 ``--profile`` prints cProfile's view of envroute's request instead (where the cost is).
+
+``--gunicorn`` serves the same three apps under gunicorn (1 worker; sync, then gthread
+with 4 threads), in alternating rounds, with wrk (16 connections): req/s as a ratio to
+the bare app's, and the server's CPU per request from /proc (target: envroute >= 0.95 of
+the bare app's req/s). Access lines are off in every mode: their cost is the log
+handler's I/O (stderr under gunicorn), which the deployment chooses.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import re
 import subprocess
 import sys
@@ -97,6 +104,91 @@ def serve(app: Callable[..., Iterable[bytes]], key: str, count: int) -> None:
             close()
 
 
+def served() -> Callable[..., Iterable[bytes]]:
+    """``gunicorn 'bench_instructions:served()'``: the app ``$BENCH_MODE`` names, its key
+    written to ``$BENCH_KEY_FILE`` (made once per worker; the store is shared)."""
+    directory = Path(os.environ["BENCH_DIR"])
+    app, key, _ = build(os.environ["BENCH_MODE"], directory)
+    Path(os.environ["BENCH_KEY_FILE"]).write_text(key)
+    return app
+
+
+def cpu_seconds(pid: int) -> float:
+    total = 0.0
+    for path in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = path.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(path.parent.name) == pid or int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def under_gunicorn(seconds: int, rounds: int) -> None:
+    import shutil
+    import socket
+    import statistics
+    import time
+
+    if not shutil.which("wrk"):
+        sys.exit("--gunicorn needs wrk (apt-get install wrk)")
+    results: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-workers-") as tmp:
+        for _ in range(rounds):  # alternate, so drift on a shared machine hits all alike
+            for worker in ("sync", "gthread"):
+                for mode in ("bare", "naive", "envroute"):
+                    with socket.socket() as probe:
+                        probe.bind(("127.0.0.1", 0))
+                        port = probe.getsockname()[1]
+                    directory = Path(tmp) / f"{mode}-{worker}-{port}"
+                    directory.mkdir()
+                    key_file = directory / "key"
+                    command = [str(Path(sys.executable).parent / "gunicorn"),
+                               "bench_instructions:served()", "--pythonpath", str(HERE),
+                               "--bind", f"127.0.0.1:{port}", "--workers", "1",
+                               "--worker-class", worker, "--threads", "4",
+                               "--log-level", "warning"]
+                    env = {**os.environ, "BENCH_MODE": mode, "BENCH_DIR": str(directory),
+                           "BENCH_KEY_FILE": str(key_file)}
+                    server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                                              stderr=subprocess.DEVNULL)
+                    try:
+                        deadline = time.monotonic() + 60
+                        while not key_file.exists() or not key_file.read_text():
+                            assert time.monotonic() < deadline, f"{mode} did not start"
+                            time.sleep(0.1)
+                        url = f"http://127.0.0.1:{port}/v1/charges"
+                        header = f"Authorization: Bearer {key_file.read_text()}"
+                        load = ["wrk", "-t1", "-c16", "-H", header, url]
+                        subprocess.run([*load[:1], "-d1s", *load[1:]], check=True,
+                                       capture_output=True)
+                        before = cpu_seconds(server.pid)
+                        output = subprocess.run([*load[:1], f"-d{seconds}s", *load[1:]],
+                                                check=True, capture_output=True,
+                                                text=True).stdout
+                        used = cpu_seconds(server.pid) - before
+                    finally:
+                        server.terminate()
+                        server.wait(30)
+                    assert "Non-2xx" not in output, output
+                    found = re.search(r"Requests/sec:\s+([\d.]+)", output)
+                    assert found, output
+                    rps = float(found.group(1))
+                    results.setdefault((worker, mode), []).append(
+                        (rps, used / (rps * seconds) * 1e6))
+    print(f"\ngunicorn, 1 worker (gthread: 4 threads), wrk 16 connections, {seconds} s x "
+          f"{rounds} rounds (median); {os.cpu_count()} cores, load average "
+          f"{os.getloadavg()[0]:.1f}:")
+    for worker in ("sync", "gthread"):
+        bare = statistics.median(r for r, _ in results[(worker, "bare")])
+        for mode in ("bare", "naive", "envroute"):
+            rps = statistics.median(r for r, _ in results[(worker, mode)])
+            cpu = statistics.median(c for _, c in results[(worker, mode)])
+            print(f"  {worker:<8}{mode:<9}{rps:>9.0f} req/s  {rps / bare:>5.2f}x bare  "
+                  f"{cpu:>6.0f} µs CPU/request")
+
+
 def child(mode: str, count: int) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-instructions-") as tmp:
         app, key, gateway = build(mode, Path(tmp))
@@ -139,7 +231,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--gunicorn", action="store_true")
+    parser.add_argument("--seconds", type=int, default=5, help="--gunicorn: load per run")
+    parser.add_argument("--rounds", type=int, default=3, help="--gunicorn: rounds")
     args = parser.parse_args()
+    if args.gunicorn:
+        under_gunicorn(args.seconds, args.rounds)
+        return
     if args.profile:
         profile(args.requests)
         return
