@@ -7,9 +7,10 @@ upstream that answers only once ``GATHERED`` requests wait on it at the same tim
 proxy's answers prove that each worker held many requests at once (a worker that blocked
 its hub on a socket, the store or the pool would hold one, and the upstream would answer
 "alone"). Then: rate limits count, the usage timer (a greenlet under monkey-patching)
-flushes while the workers run, and a revocation from the CLI reaches every worker through
+flushes while the workers run, a revocation from the CLI reaches every worker through
 the store's push channel (``LISTEN/NOTIFY``, or SQLite's change marker), not through
-``cache_ttl`` (an hour here). Every wait is for a condition, with a generous deadline.
+``cache_ttl`` (an hour here), and what was counted last is written when gunicorn stops
+the workers. Every wait is for a condition, with a generous deadline.
 """
 
 from __future__ import annotations
@@ -180,5 +181,9 @@ def test_gevent_workers(setup: str, request: pytest.FixtureRequest, tmp_path: Pa
                      "every worker refuses the revoked key")
             assert fetch(gathering["key"]).json()["code"] == "revoked_key"
             assert fetch(limited["key"]).status_code == 429
+        # stopped (SIGTERM): what the workers counted since their last tick is written at exit
+        days = json.loads(envroute(tmp_path, "keys", "usage", limited["id"], "--json"))
+        assert sum(day["requests"] for day in days) == len(codes) + 1
+        assert sum(day["errors"] for day in days) == codes.count(429) + 1
     log = (tmp_path / "gunicorn.log").read_text()
     assert "Traceback" not in log, log
