@@ -1,7 +1,7 @@
 """Instructions per verified request on a cache hit, in process: bare app, envroute, and a
 naive key router, counted by callgrind (issue 14).
 
-    .venv/bin/python benchmarks/bench_instructions.py [--requests 2000]
+    .venv/bin/python benchmarks/bench_instructions.py [--requests 5000]
 
 Instruction counts do not depend on what else the machine runs, so they compare runs on a
 shared machine where timings cannot. The same script (``--child MODE N``) serves ``N``
@@ -204,7 +204,8 @@ def instructions(mode: str, count: int) -> int:
         result = subprocess.run(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/out",
              sys.executable, __file__, "--child", mode, str(count)],
-            capture_output=True, text=True, check=True)
+            capture_output=True, text=True, check=True,
+            env={**os.environ, "PYTHONHASHSEED": "0"})  # same dict layouts every run
     found = re.search(r"Collected : (\d+)", result.stderr)
     assert found, result.stderr[-2000:]
     return int(found.group(1))
@@ -229,7 +230,7 @@ def main() -> None:
         child(sys.argv[2], int(sys.argv[3]))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--gunicorn", action="store_true")
     parser.add_argument("--seconds", type=int, default=5, help="--gunicorn: load per run")
