@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from functools import cached_property
 from typing import Any, NamedTuple
 
-from . import accesslog
+from . import accesslog, metrics
 from .auth import Authenticator, build_authenticator
 from .backends import StoredBackends, build_backends
 from .config import ConfigSource, load_settings
@@ -88,6 +88,9 @@ class EnvRouter:
         self.own_paths = OwnPaths()
         if settings.health.path:
             self.own_paths.add(settings.health.path, health_check(self.store))
+        scrape = metrics.enable(settings.metrics)  # None unless [metrics] path is set
+        if scrape is not None:
+            self.own_paths.add(scrape.path, scrape.answer)
         accesslog.install(settings.logging)
         if isinstance(self.store, InvalidationSource):
             self.store.subscribe(self.on_change)

@@ -34,6 +34,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from . import metrics
 from .accesslog import escape
 from .errors import BackendError, BackendTimeout, BackendUnavailable, StoreUnavailable
 from .identity import Identity
@@ -174,6 +175,7 @@ def handle(router: EnvRouter, environ: WSGIEnvironment, start_response: StartRes
 
 def _answer_own(response: _Response, environ: WSGIEnvironment,
                 own: Handler) -> Iterable[bytes]:
+    response.exchange.flags.add("own")  # not counted in metrics
     try:
         answer = own(environ)
     except Exception as exc:
@@ -191,6 +193,7 @@ def _log_failure(router: EnvRouter | None, exchange: Exchange, exc: BaseExceptio
     if isinstance(exc, Problem):
         return  # a refusal: the access line says it all
     if isinstance(exc, StoreUnavailable):
+        metrics.store_error()
         if router is not None:
             router.outage.failed(exc)
         return
@@ -304,11 +307,15 @@ class _Response:
         if exchange.logged:
             return
         exchange.logged = True
+        seconds = time.perf_counter() - exchange.started
+        if "own" not in exchange.flags:  # the health and metrics paths are not counted
+            metrics.observe_request(exchange.identity.environment if exchange.identity else None,
+                                    exchange.backend, exchange.code or "ok", seconds,
+                                    exchange.status)
         self.router.access_log.write(
             request_id=exchange.request_id, identity=exchange.identity,
             backend=exchange.backend, method=exchange.method, path=exchange.path,
-            status=exchange.status, code=exchange.code,
-            duration_ms=(time.perf_counter() - exchange.started) * 1000)
+            status=exchange.status, code=exchange.code, duration_ms=seconds * 1000)
 
 
 class _Body:

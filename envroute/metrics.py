@@ -36,15 +36,14 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
 from typing import Any, Literal
 
 from . import metricsdir
 from .errors import ConfigError
-from .names import REQUEST_ID_KEY
+from .ownpaths import Answer
 from .problems import Problem
 from .settings import MetricsSettings
-from .typing import StartResponse, WSGIEnvironment
+from .typing import WSGIEnvironment
 
 logger = logging.getLogger("envroute")
 
@@ -254,28 +253,23 @@ _HIT, _MISS, _STORE_ERROR = ("auth_cache", "hit"), ("auth_cache", "miss"), ("sto
 
 
 class MetricsEndpoint:
-    """Answers the metrics path; the gateway calls it before anything else on the path."""
+    """The metrics path's answer, registered with the gateway's own paths
+    (:mod:`envroute.ownpaths`): matched before any credential is read, never routed."""
 
     def __init__(self, settings: MetricsSettings, recorder: _Recorder) -> None:
         self.path = settings.path
         self._token = settings.token.encode()
         self._recorder = recorder
 
-    def matches(self, environ: WSGIEnvironment) -> bool:
-        """A ``GET`` or ``HEAD`` of exactly the path (any query string)."""
-        return (environ.get("PATH_INFO") == self.path
-                and environ.get("REQUEST_METHOD") in ("GET", "HEAD"))
-
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        head = environ.get("REQUEST_METHOD") == "HEAD"
+    def answer(self, environ: WSGIEnvironment) -> Answer:
+        """The exposition, or :class:`Problem` (401) when a token is set and not sent."""
         refusal = self.refusal(environ)
         if refusal is not None:
-            return refusal.respond(start_response, environ.get(REQUEST_ID_KEY, "-"), head=head)
+            raise refusal
         body = self._recorder.render()
-        start_response("200 OK", [("Content-Type", TEXT_CONTENT_TYPE),
-                                  ("Content-Length", str(len(body))),
-                                  ("Cache-Control", "no-store")])
-        return [] if head else [body]
+        return Answer(200, [("Content-Type", TEXT_CONTENT_TYPE),
+                            ("Content-Length", str(len(body))),
+                            ("Cache-Control", "no-store")], body)
 
     def refusal(self, environ: WSGIEnvironment) -> Problem | None:
         """401 unless the token matches (compared in constant time); None when admitted."""
