@@ -180,8 +180,9 @@ def _sources(router: Any, identity: Any) -> dict[str, str]:
     """metadata name -> ``customer`` or ``key`` (or ``token`` for a JWT's claims)."""
     if identity.source != "api_key":
         customer_meta = _customer_metadata(router, identity.customer_id)
-        return {name: "customer" if name in customer_meta and name not in identity.metadata
-                else "token" for name in identity.metadata}
+        return {name: "customer" if name in customer_meta
+                and customer_meta[name] == value else "token"
+                for name, value in identity.metadata.items()}
     own = router.store.get(identity.key_id).metadata
     return {name: "key" if name in own else "customer" for name in identity.metadata}
 
