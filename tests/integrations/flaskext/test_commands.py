@@ -75,3 +75,32 @@ def test_help_lists_the_actions(flask_app: Flask) -> None:
     assert result.exit_code == 0
     for action in ("create", "list", "show", "revoke", "roll"):
         assert action in result.stdout
+
+
+def group(app: Flask, *args: str, code: int = 0, stdin: str | None = None) -> Any:
+    result = app.test_cli_runner().invoke(args=["envroute", *args], input=stdin)
+    assert result.exit_code == code, result.output
+    return result
+
+
+def test_customers_backends_and_audit_mirror_the_cli(flask_app: Flask) -> None:
+    client = flask_app.test_client()
+    group(flask_app, "customers", "create", "acme", "--meta", "tier=gold", "--actor", "ops")
+    key = json.loads(group(flask_app, "keys", "create", "--environment", "production",
+                           "--customer", "acme", "--json").stdout)
+    assert client.get("/v1/charges", headers=bearer(key["key"])).json["metadata"] == {
+        "tier": "gold"}
+    group(flask_app, "customers", "update", "acme", "--meta", "tier=enterprise")
+    assert client.get("/v1/charges", headers=bearer(key["key"])).json["metadata"] == {
+        "tier": "enterprise"}  # honoured at once in this process
+    group(flask_app, "backends", "add", "edge", "--url", "http://127.0.0.1:9")
+    assert "edge" in group(flask_app, "backends", "list").stdout
+    revoked = group(flask_app, "keys", "revoke", "--secret", "-", stdin=key["key"] + "\n")
+    assert revoked.stdout == key["id"] + "\n" and key["key"] not in revoked.output
+    log = json.loads(group(flask_app, "audit", "--json").stdout)
+    assert [r["action"] for r in log] == ["key.revoked", "backend.added", "customer.updated",
+                                          "key.created", "customer.created"]
+    assert log[-1]["actor"] == "ops"
+    failed = group(flask_app, "customers", "show", key["key"], code=1)
+    assert key["key"] not in failed.output and "no customer sk_live_…" in failed.output
+    assert "usage:" in group(flask_app, "backends", "add", "x", code=2).output
