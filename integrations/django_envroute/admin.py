@@ -1,25 +1,40 @@
-"""The admin for API keys: create (secret shown once), list, revoke, roll.
+"""The admin for API keys: create (secret shown once), list, edit, disable, revoke, roll.
 
 A new key's secret, and a rolled key's new secret, appear exactly once, in a message on
 the next page ("you will not be able to see it again"); the database only has its keyed
 hash, so no page can show it later. Keys are never deleted from the admin: revoke them,
-which keeps the record for audit. Revocation and rolls go through
-:class:`envroute.KeyManager`, the same code as ``manage.py envroute_keys``.
+which keeps the record for audit. Every change goes through the gateway's managers
+(``router.keys``), acting for the admin's user, so it is in the audit log, sends the
+``envroute_event`` signal and is honoured by this process at once.
+
+The risks named here: a revocation is permanent, so it asks for confirmation (the action
+shows a confirmation page; the change form needs its confirm box ticked); a roll that
+retires the old secret at once breaks a live integration, so the roll action offers a
+grace period. "View site" is hidden when ``/`` needs an API key (it would be a 401).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.forms import ModelForm
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.utils.safestring import SafeString
 
 from envroute import EnvrouteError, IssuedKey
+from envroute.commandtools import TAKES_EFFECT, Managers
+from envroute.config import parse_duration
+from envroute.lifecycle import since_days
+from envroute.stores.base import utcnow
 
+from .charts import DAYS, usage_chart
+from .conf import conf
 from .forms import ChangeKeyForm, CreateKeyForm
-from .gateway import forget_key, get_key_manager
+from .gateway import get_router
 from .models import APIKey
 
 # ModelAdmin is generic only in django-stubs; it cannot be subscripted at run time.
@@ -32,10 +47,44 @@ else:
     _APIKeyModelAdmin = admin.ModelAdmin
 
 SHOWN_ONCE = ("Store it somewhere safe now: you will not be able to see it again.")
+GRACE_CHOICES = (("0s", "no time: retire it now"), ("1h", "1 hour"), ("24h", "24 hours"),
+                 ("7d", "7 days"))
+REVOKE_TIMING = "Revocation is permanent and " + TAKES_EFFECT + "."
+
+if admin.site.site_url == "/" and "/" not in conf.exempt_paths:
+    admin.site.site_url = None  # "/" needs a key: "View site" would be a 401
+
+
+def managers_for(request: HttpRequest) -> Managers:
+    """The gateway's managers, acting for the admin's user (the audit log's actor)."""
+    user = getattr(request, "user", None)
+    return Managers.of_router(get_router(), user.get_username() if user else None)
 
 
 def _show_once(request: HttpRequest, what: str, issued: IssuedKey) -> None:
     messages.warning(request, f"{what} {issued.record.id} is: {issued.secret} — {SHOWN_ONCE}")
+
+
+def usage_html(key_ids: Sequence[str]) -> SafeString | str:
+    """The last 30 days of traffic as a small bar chart (the store's daily counts)."""
+    if not key_ids:
+        return "no keys"
+    try:
+        days = get_router().store.usage(list(key_ids), since_days(DAYS))
+    except (EnvrouteError, NotImplementedError) as exc:
+        return f"usage unavailable: {exc}"
+    return usage_chart(days, utcnow().date())
+
+
+def confirm(modeladmin: Any, request: HttpRequest, queryset: QuerySet[Any], *, action: str,
+            title: str, question: str, submit: str, timing: str = "",
+            grace: bool = False) -> TemplateResponse:
+    """The intermediate page of an action that asks before it acts."""
+    return TemplateResponse(request, "admin/django_envroute/confirm_action.html", {
+        **modeladmin.admin_site.each_context(request), "opts": modeladmin.model._meta,
+        "title": title, "question": question, "items": [str(obj) for obj in queryset],
+        "selected": [obj.pk for obj in queryset], "action": action, "submit": submit,
+        "timing": timing, "grace_choices": GRACE_CHOICES if grace else ()})
 
 
 @admin.register(APIKey)
@@ -45,9 +94,9 @@ class APIKeyAdmin(_APIKeyModelAdmin):
     list_filter = ("environment", ("revoked_at", admin.EmptyFieldListFilter))
     search_fields = ("id", "name")
     ordering = ("-created_at",)
-    actions = ("revoke_keys", "roll_keys")
-    readonly_fields = ("id", "display_key", "environment", "metadata", "scopes", "key_status",
-                       "created_at", "expires_at", "revoked_at", "last_used_at")
+    actions = ("revoke_keys", "roll_keys", "disable_keys", "enable_keys")
+    readonly_fields = ("id", "display_key", "environment", "scopes", "key_status",
+                       "created_at", "expires_at", "revoked_at", "last_used_at", "usage")
 
     @admin.display(description="key")
     def display_key(self, obj: APIKey) -> str:
@@ -56,6 +105,10 @@ class APIKeyAdmin(_APIKeyModelAdmin):
     @admin.display(description="status")
     def key_status(self, obj: APIKey) -> str:
         return obj.status()
+
+    @admin.display(description="requests per day")
+    def usage(self, obj: APIKey) -> SafeString | str:
+        return usage_html([obj.pk])
 
     def get_form(self, request: HttpRequest, obj: APIKey | None = None, change: bool = False,
                  **kwargs: Any) -> type[ModelForm[APIKey]]:
@@ -70,48 +123,85 @@ class APIKeyAdmin(_APIKeyModelAdmin):
         if obj is None:
             return ["environment", "name", "metadata", "scopes", "expires_in"]
         return ["id", "display_key", "name", "environment", "metadata", "scopes",
-                "key_status", "revoke", "created_at", "expires_at", "revoked_at",
-                "last_used_at"]
+                "key_status", "usage", "revoke", "confirm_revoke", "created_at",
+                "expires_at", "revoked_at", "last_used_at"]
 
     def has_delete_permission(self, request: HttpRequest, obj: APIKey | None = None) -> bool:
         return False
 
     def save_model(self, request: HttpRequest, obj: APIKey, form: ModelForm[APIKey],
                    change: bool) -> None:
-        manager = get_key_manager()
+        keys = managers_for(request).keys
         data = form.cleaned_data
         if change:
-            obj.save(update_fields=["name"])
+            keys.update(obj.pk, name=data["name"], metadata=data["metadata"])
             if data.get("revoke") and obj.revoked_at is None:
-                manager.revoke(obj.pk)
-                forget_key(obj.pk)
-                obj.refresh_from_db()
+                keys.revoke(obj.pk)
+            obj.refresh_from_db()
             return
-        issued = manager.create(data["environment"], metadata=data["metadata"],
-                                scopes=data["scopes"], name=data["name"],
-                                expires_in=data["expires_in"])
+        issued = keys.create(data["environment"], metadata=data["metadata"],
+                             scopes=data["scopes"], name=data["name"],
+                             expires_in=data["expires_in"])
         obj.pk = issued.record.id
         obj.refresh_from_db()
         obj._state.adding = False
         _show_once(request, "The API key", issued)
 
-    @admin.action(description="Revoke selected keys", permissions=["change"])
-    def revoke_keys(self, request: HttpRequest, queryset: QuerySet[APIKey]) -> None:
-        manager = get_key_manager()
+    @admin.action(description="Revoke selected keys (asks first)", permissions=["change"])
+    def revoke_keys(self, request: HttpRequest, queryset: QuerySet[APIKey]
+                    ) -> HttpResponse | None:
+        if request.POST.get("confirm") != "yes":
+            return confirm(self, request, queryset, action="revoke_keys",
+                           title="Revoke API keys", submit="Yes, revoke them",
+                           question="Revoke these keys? Requests with them will be refused "
+                                    "with revoked_key; this cannot be undone.",
+                           timing=REVOKE_TIMING)
+        keys = managers_for(request).keys
         for key in queryset:
-            manager.revoke(key.pk)
-            forget_key(key.pk)
-        self.message_user(request, f"Revoked {len(queryset)} key(s).", messages.SUCCESS)
+            keys.revoke(key.pk)
+        self.message_user(request, f"Revoked {len(queryset)} key(s). {REVOKE_TIMING}",
+                          messages.SUCCESS)
+        return None
 
-    @admin.action(description="Roll selected keys (new secret shown once; the old one "
-                              "stops working now)", permissions=["change"])
-    def roll_keys(self, request: HttpRequest, queryset: QuerySet[APIKey]) -> None:
-        manager = get_key_manager()
+    @admin.action(description="Roll selected keys (new secret shown once; choose how long "
+                              "the old one keeps working)", permissions=["change"])
+    def roll_keys(self, request: HttpRequest, queryset: QuerySet[APIKey]
+                  ) -> HttpResponse | None:
+        if request.POST.get("confirm") != "yes":
+            return confirm(self, request, queryset, action="roll_keys",
+                           title="Roll API keys", submit="Roll",
+                           question="Give these keys a new secret? Each new secret is shown "
+                                    "once.", grace=True)
+        try:
+            grace = parse_duration(request.POST.get("grace") or "0s")
+        except ValueError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return None
+        keys = managers_for(request).keys
         for key in queryset:
             try:
-                issued = manager.roll(key.pk)
+                issued = keys.roll(key.pk, expires_in=grace)
             except EnvrouteError as exc:
                 self.message_user(request, str(exc), messages.ERROR)
                 continue
-            forget_key(key.pk)
             _show_once(request, "The new secret of", issued)
+        return None
+
+    @admin.action(description="Disable selected keys (disabled_key until enabled)",
+                  permissions=["change"])
+    def disable_keys(self, request: HttpRequest, queryset: QuerySet[APIKey]) -> None:
+        keys = managers_for(request).keys
+        for key in queryset:
+            keys.disable(key.pk)
+        self.message_user(request, f"Disabled {len(queryset)} key(s).", messages.SUCCESS)
+
+    @admin.action(description="Enable selected keys", permissions=["change"])
+    def enable_keys(self, request: HttpRequest, queryset: QuerySet[APIKey]) -> None:
+        keys = managers_for(request).keys
+        for key in queryset:
+            keys.enable(key.pk)
+        self.message_user(request, f"Enabled {len(queryset)} key(s).", messages.SUCCESS)
+
+
+# Customers and the audit log (their models arrive with the 0.2 store).
+from . import customer_admin  # noqa: E402, F401

@@ -1,8 +1,9 @@
 """The admin's forms: one to create a key (its secret is then shown once), one to edit.
 
-Creation goes through :class:`envroute.KeyManager`, like ``envroute keys create``, so
+Creation and changes go through :class:`envroute.KeyManager`, like ``envroute keys``, so
 the admin follows the same rules: the environment must be configured, scopes must be
-defined in ``[scopes]``, and metadata may not set ``environment``.
+defined in ``[scopes]``, and metadata is a JSON object that may not set the reserved
+names ``environment``, ``customer_id`` or ``key_id``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from typing import TYPE_CHECKING, Any, cast
 
 from django import forms
 
+from envroute.commandtools import TAKES_EFFECT
 from envroute.config import parse_duration
+from envroute.lifecycle import RESERVED_METADATA
 
 from .gateway import get_router
 from .models import APIKey
@@ -21,6 +24,18 @@ if TYPE_CHECKING:
     _APIKeyModelForm = forms.ModelForm[APIKey]
 else:
     _APIKeyModelForm = forms.ModelForm
+
+
+def clean_metadata(value: Any) -> dict[str, Any]:
+    """A JSON object without the reserved names (the CLI's own rule)."""
+    value = value or {}
+    if not isinstance(value, dict):
+        raise forms.ValidationError('Enter a JSON object, such as {"customer": "acme"}.')
+    reserved = sorted(RESERVED_METADATA & set(value))
+    if reserved:
+        raise forms.ValidationError(f"{reserved[0]!r} is reserved: it is the identity's "
+                                    "own, never metadata.")
+    return value
 
 
 class CreateKeyForm(_APIKeyModelForm):
@@ -47,12 +62,7 @@ class CreateKeyForm(_APIKeyModelForm):
         self.order_fields(["environment", "name", "metadata", "scopes", "expires_in"])
 
     def clean_metadata(self) -> dict[str, Any]:
-        value = self.cleaned_data.get("metadata") or {}
-        if not isinstance(value, dict):
-            raise forms.ValidationError('Enter a JSON object, such as {"customer": "acme"}.')
-        if "environment" in value:
-            raise forms.ValidationError("'environment' is set by the environment field.")
-        return value
+        return clean_metadata(self.cleaned_data.get("metadata"))
 
     def clean_expires_in(self) -> float | None:
         text = (self.cleaned_data.get("expires_in") or "").strip()
@@ -68,17 +78,32 @@ class CreateKeyForm(_APIKeyModelForm):
 
 
 class ChangeKeyForm(_APIKeyModelForm):
+    metadata = forms.JSONField(required=False, help_text='The key\'s own metadata, a JSON '
+                               'object such as {"region": "eu"} (on top of its customer\'s).')
     revoke = forms.BooleanField(
         required=False, label="Revoked",
-        help_text="Revoking is permanent; the key stops working within the gateway's "
-                  "cache_ttl (default 5 s).")
+        help_text="Revoking is permanent; it " + TAKES_EFFECT + ".")
+    confirm_revoke = forms.BooleanField(
+        required=False, label="Yes, revoke it",
+        help_text="Tick this too: a revoked key can never be used again.")
 
     class Meta:
         model = APIKey
-        fields = ("name",)
+        fields = ("name", "metadata")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if self.instance.revoked_at is not None:
             self.fields["revoke"].initial = True
             self.fields["revoke"].disabled = True
+            self.fields["confirm_revoke"].disabled = True
+
+    def clean_metadata(self) -> dict[str, Any]:
+        return clean_metadata(self.cleaned_data.get("metadata"))
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if (data.get("revoke") and self.instance.revoked_at is None
+                and not data.get("confirm_revoke")):
+            self.add_error("confirm_revoke", "Tick this to confirm the revocation.")
+        return data

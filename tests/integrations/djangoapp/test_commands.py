@@ -14,6 +14,10 @@ from django.test import Client
 from tests.integrations.conftest import bearer, problem_of
 
 pytestmark = pytest.mark.django_db
+#: Until the django:// store's 0.2 models (customers, audit, usage) are installed.
+NEEDS_DJANGO_02 = pytest.mark.skipif(
+    not hasattr(__import__("django_envroute.models").models, "Customer"),
+    reason="the django:// store has no 0.2 models yet")
 
 
 def run(*args: str) -> tuple[str, str]:
@@ -93,3 +97,57 @@ def test_store_flag_overrides_the_store(tmp_path: Any) -> None:
     created = run_json("create", "--environment", "sandbox", "--store", url)
     assert [k["id"] for k in run_json("list", "--store", url)] == [created["id"]]
     assert run_json("list") == []
+
+
+def manage(command: str, *args: str) -> Any:
+    out = StringIO()
+    call_command(command, *args, "--json", stdout=out, stderr=StringIO())
+    return json.loads(out.getvalue())
+
+
+@NEEDS_DJANGO_02
+def test_customers_backends_and_audit_mirror_the_cli(client: Client) -> None:
+    manage("envroute_customers", "create", "acme", "--meta", "tier=gold", "--actor", "ops")
+    key = manage("envroute_keys", "create", "--environment", "production", "--customer", "acme",
+                 "--meta", "region=eu")
+    seen = client.get("/v1/charges", headers=bearer(key["key"])).json()
+    assert seen["metadata"] == {"tier": "gold", "region": "eu"}
+    manage("envroute_customers", "update", "acme", "--meta", "tier=enterprise")
+    seen = client.get("/v1/charges", headers=bearer(key["key"])).json()
+    assert seen["metadata"]["tier"] == "enterprise"  # honoured at once in this process
+    shown = manage("envroute_customers", "show", "acme")
+    assert [k["id"] for k in shown["keys"]] == [key["id"]]
+    added = manage("envroute_backends", "add", "edge", "--url", "http://127.0.0.1:9")
+    assert added["name"] == "edge"
+    assert [b["name"] for b in manage("envroute_backends", "list")] == ["edge"]
+    manage("envroute_customers", "disable", "acme")
+    refused = client.get("/v1/charges", headers=bearer(key["key"]))
+    assert problem_of(refused.content)["code"] == "disabled_key"
+    log = manage("envroute_audit", "--customer", "acme")
+    assert [r["action"] for r in log] == ["customer.disabled", "customer.updated",
+                                          "key.created", "customer.created"]
+    assert log[-1]["actor"] == "ops"
+    assert key["key"] not in json.dumps(manage("envroute_audit"))
+
+
+def test_revoke_by_a_leaked_secret(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = run_json("create", "--environment", "production")
+    monkeypatch.setattr("sys.stdin", StringIO(key["key"] + "\n"))
+    out, _ = run("revoke", "--secret", "-")
+    assert out == key["id"] + "\n"
+    assert client.get("/v1/charges", headers=bearer(key["key"])).status_code == 401
+
+
+@NEEDS_DJANGO_02
+@pytest.mark.parametrize(("command", "args", "message"), [
+    pytest.param("envroute_customers", ["show", "nobody"], "no customer nobody",
+                 id="unknown-customer"),
+    pytest.param("envroute_backends", ["add", "x", "--url", "ftp://h"], "http:// or https://",
+                 id="bad-url"),
+    pytest.param("envroute_keys", ["create", "-e", "sandbox", "--customer", "nobody"],
+                 "no customer nobody", id="unknown-customer-key"),
+])
+def test_new_commands_fail_with_one_command_error(command: str, args: list[str],
+                                                  message: str) -> None:
+    with pytest.raises(CommandError, match=message):
+        call_command(command, *args, stdout=StringIO(), stderr=StringIO())
