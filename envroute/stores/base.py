@@ -216,8 +216,8 @@ class KeyStore(ABC):
     """The interface every key store implements. Implementations must be thread-safe and
     fork-safe: connections are opened lazily, per process (gunicorn forks after import).
 
-    0.2 methods below that raise :class:`NotImplementedError` here are required of every
-    store shipped with envroute (SQLite, PostgreSQL, ``django://``).
+    Every abstract method is required (0.2 added customers, stored backends, usage, audit
+    and secret fingerprints); a store of an integration's own implements them all.
     """
 
     url: str = ""
@@ -263,14 +263,14 @@ class KeyStore(ABC):
 
     # -- 0.2: keys that change ------------------------------------------------------------
 
+    @abstractmethod
     def update_key(self, key_id: str, changes: Mapping[str, Any]) -> KeyRecord:
         """Change a key's own ``metadata`` (the whole new mapping), ``name`` or
         ``expires_at`` (None: no expiry); only the fields present in ``changes``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def set_key_disabled(self, key_id: str, at: datetime | None) -> KeyRecord:
         """Disable the key at ``at``, or enable it again with None."""
-        raise NotImplementedError
 
     def find_key_by_hash(self, key_hash: bytes) -> KeyRecord | None:
         """The key one of whose secrets hashes to ``key_hash`` (``keys revoke --secret``)."""
@@ -284,83 +284,85 @@ class KeyStore(ABC):
 
     # -- 0.2: customers (§12) -------------------------------------------------------------
 
+    @abstractmethod
     def create_customer(self, record: CustomerRecord) -> CustomerRecord:
         """Store a new customer; :class:`~envroute.errors.AlreadyExists` if the id is taken."""
-        raise NotImplementedError
 
+    @abstractmethod
     def get_customer(self, customer_id: str) -> CustomerRecord:
         """:class:`~envroute.errors.CustomerNotFound` if none."""
-        raise NotImplementedError
 
+    @abstractmethod
     def list_customers(self) -> list[CustomerRecord]:
         """Every customer, oldest first."""
-        raise NotImplementedError
 
+    @abstractmethod
     def update_customer(self, customer_id: str, changes: Mapping[str, Any]) -> CustomerRecord:
         """Change ``name`` and/or ``metadata`` (the whole new mapping)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def set_customer_disabled(self, customer_id: str, at: datetime | None) -> CustomerRecord:
         """Disable the customer at ``at`` (its keys answer ``disabled_key``), or enable it."""
-        raise NotImplementedError
 
     def list_customer_keys(self, customer_id: str) -> list[KeyRecord]:
         return [key for key in self.list_keys() if key.customer_id == customer_id]
 
     # -- 0.2: stored backends (§13) -------------------------------------------------------
 
+    @abstractmethod
     def add_backend(self, record: BackendRecord) -> BackendRecord:
         """:class:`~envroute.errors.AlreadyExists` if the name is taken."""
-        raise NotImplementedError
 
+    @abstractmethod
     def update_backend(self, record: BackendRecord) -> BackendRecord:
         """Replace the stored fields of ``record.name``; BackendNotFound if none."""
-        raise NotImplementedError
 
+    @abstractmethod
     def remove_backend(self, name: str) -> BackendRecord:
         """Remove and return it; :class:`~envroute.errors.BackendNotFound` if none."""
-        raise NotImplementedError
 
+    @abstractmethod
     def get_backend(self, name: str) -> BackendRecord:
-        raise NotImplementedError
+        """:class:`~envroute.errors.BackendNotFound` if none."""
 
+    @abstractmethod
     def list_backends(self) -> list[BackendRecord]:
         """Every stored backend, by name. Gateways load this once and again on a
         ``Change("backend")`` or ``Change("all")``, never per request."""
-        raise NotImplementedError
 
     # -- 0.2: usage and audit (§16) -------------------------------------------------------
 
+    @abstractmethod
     def write_usage(self, batch: UsageBatch) -> None:
         """Write a batch: ``last_used_at`` forward only, daily counts added. Rows are
         written in a stable order (no deadlock between workers). Never per request."""
-        raise NotImplementedError
 
+    @abstractmethod
     def usage(self, key_ids: Sequence[str], since: date) -> list[UsageDay]:
         """Requests and errors per UTC day since ``since``, summed over ``key_ids``,
         only days with traffic, oldest first."""
-        raise NotImplementedError
 
+    @abstractmethod
     def append_audit(self, record: AuditRecord) -> None:
-        raise NotImplementedError
+        """Store one audit record (the store assigns its ``seq``)."""
 
+    @abstractmethod
     def list_audit(self, *, key_id: str | None = None, customer_id: str | None = None,
                    backend: str | None = None,
                    since: datetime | None = None) -> list[AuditRecord]:
         """Newest first (by ``seq``). ``customer_id`` includes its keys' records."""
-        raise NotImplementedError
 
     # -- 0.2: secret rotation (§3) --------------------------------------------------------
 
+    @abstractmethod
     def rehash(self, pairs: Mapping[bytes, tuple[bytes, str]]) -> None:
         """Replace stored hashes: old hash -> (new hash, fingerprint of the secret it was
         made under). Batched by the verifier, never per request."""
-        raise NotImplementedError
 
+    @abstractmethod
     def secret_fingerprints(self) -> dict[str, int]:
         """Fingerprint of each secret the store's key hashes were made under -> how many
         key secrets (still usable) were made under it."""
-        raise NotImplementedError
 
 
 class InvalidationSource(ABC):

@@ -1,4 +1,4 @@
-"""API keys in the project's database: the record and the keyed hashes of its secrets.
+"""API keys in the project's database: the records and the keyed hashes of their secrets.
 
 Like djangorestframework-api-key, there is an abstract model (subclass it to add your own
 columns) and a concrete one, :class:`APIKey`, which the ``django://`` store uses. No
@@ -7,6 +7,12 @@ as hex, one row per secret, so a roll can keep the previous secret working for a
 
 Revocation is permanent: :meth:`AbstractAPIKey.clean` and :meth:`AbstractAPIKey.save`
 refuse to clear ``revoked_at`` once it has been saved.
+
+0.2 adds :class:`Customer` (who keys belong to), :class:`StoredBackend`, :class:`KeyUsage`
+(requests and errors per key per UTC day) and :class:`AuditEntry` (every change, never a
+secret), the same columns as the SQL stores' schema (:mod:`envroute.stores.schema`), with
+migration ``0002``. Records are made by the one row mapper (:mod:`envroute.stores.rows`),
+so naive datetimes (``USE_TZ = False``) come back aware, in UTC, as from every store.
 """
 
 from __future__ import annotations
@@ -17,8 +23,44 @@ from django.core.exceptions import ValidationError
 from django.db import models
 
 from envroute import KeyRecord
+from envroute.stores import rows
+from envroute.stores.base import BackendRecord, CustomerRecord
 
 UNREVOKE_MESSAGE = "A revoked key cannot be un-revoked; create a new key instead."
+
+
+def fields_of(instance: models.Model, names: tuple[str, ...]) -> dict[str, Any]:
+    """A model's values as the row mapper reads them (``customer_id`` is the FK's column)."""
+    return {name: getattr(instance, name) for name in names}
+
+
+class Customer(models.Model):
+    """Who a set of keys belongs to (contract §12); ``id`` is the operator's own."""
+
+    id = models.CharField(max_length=64, primary_key=True,
+                          help_text="Your own account id: 1-64 of A-Za-z0-9_.:-")
+    name = models.CharField(max_length=200, blank=True, default="")
+    metadata = models.JSONField(default=dict, blank=True,
+                                help_text="Shared by every key of the customer; a key's "
+                                          "own metadata wins on a name both have.")
+    created_at = models.DateTimeField()
+    disabled_at = models.DateTimeField(null=True, blank=True,
+                                       help_text="Set while every key of it is refused.")
+
+    class Meta:
+        ordering = ("created_at", "id")
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.id})" if self.name else self.id
+
+    @property
+    def status(self) -> str:
+        return "disabled" if self.disabled_at is not None else "active"
+
+    def to_record(self) -> CustomerRecord:
+        record = rows.customer_record(fields_of(self, rows.CUSTOMER_COLUMNS))
+        assert record is not None
+        return record
 
 
 class AbstractAPIKey(models.Model):
@@ -38,6 +80,11 @@ class AbstractAPIKey(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
+    #: 0.2: the customer the key belongs to; it never changes
+    customer = models.ForeignKey(Customer, null=True, blank=True, editable=False,
+                                 on_delete=models.PROTECT, related_name="%(class)ss")
+    #: 0.2: set while the key is disabled (reversible, unlike revocation)
+    disabled_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         abstract = True
@@ -62,12 +109,7 @@ class AbstractAPIKey(models.Model):
         return self.revoked_at is not None
 
     def to_record(self) -> KeyRecord:
-        return KeyRecord(
-            id=self.id, environment=self.environment, prefix=self.prefix, last4=self.last4,
-            created_at=self.created_at, metadata=dict(self.metadata or {}), name=self.name,
-            scopes=tuple(self.scopes or ()), expires_at=self.expires_at,
-            revoked_at=self.revoked_at, last_used_at=self.last_used_at,
-        )
+        return rows.key_record(fields_of(self, rows.KEY_COLUMNS))
 
     def status(self) -> str:
         return self.to_record().status()
@@ -105,9 +147,80 @@ class KeySecret(models.Model):
     created_at = models.DateTimeField()
     expires_at = models.DateTimeField(null=True, blank=True,
                                       help_text="Set when a roll retires this secret.")
+    fingerprint = models.CharField(max_length=32, blank=True, default="",
+                                   help_text="Which ENVROUTE['secret'] the hash was made "
+                                             "under (a public fingerprint; '' before 0.2).")
 
     class Meta:
         verbose_name = "key secret"
 
     def __str__(self) -> str:
         return f"secret of {self.key_id}"
+
+
+class StoredBackend(models.Model):
+    """A URL backend kept in the database (contract §13), served beside the configured ones.
+    Validated exactly as ``[backends.NAME] url`` is, by whoever stores it."""
+
+    name = models.CharField(max_length=64, primary_key=True)
+    url = models.CharField(max_length=2048)
+    timeout = models.FloatField(default=30.0)
+    connect_timeout = models.FloatField(default=5.0)
+    strip_prefix = models.CharField(max_length=200, blank=True, default="")
+    pool_size = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ("name",)
+        verbose_name = "stored backend"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def to_record(self) -> BackendRecord:
+        return rows.backend_record(fields_of(self, rows.BACKEND_COLUMNS))
+
+
+class KeyUsage(models.Model):
+    """One key's requests and errors on one UTC day, added to by every worker's batches."""
+
+    key = models.ForeignKey(APIKey, on_delete=models.CASCADE, related_name="usage")
+    day = models.DateField()
+    requests = models.BigIntegerField(default=0)
+    errors = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = (models.UniqueConstraint(fields=["key", "day"],
+                                               name="django_envroute_usage_key_day"),)
+        verbose_name = "key usage"
+        verbose_name_plural = "key usage"
+
+    def __str__(self) -> str:
+        return f"{self.key_id} {self.day}"
+
+
+class AuditEntry(models.Model):
+    """One change to a key, a customer or a stored backend (contract §16). Never a secret.
+
+    ``kind`` is the action's first word (``key``, ``customer``, ``backend``), so the
+    filters need no pattern match; ``customer_id`` is the target's customer.
+    """
+
+    seq = models.BigAutoField(primary_key=True)
+    at = models.DateTimeField()
+    actor = models.CharField(max_length=200)
+    action = models.CharField(max_length=64)
+    kind = models.CharField(max_length=16)
+    target = models.CharField(max_length=200)
+    changes = models.JSONField(default=dict, blank=True)
+    customer_id = models.CharField(max_length=64, null=True, blank=True, db_index=True)
+
+    class Meta:
+        ordering = ("-seq",)
+        indexes = (models.Index(fields=["kind", "target"],
+                                name="django_envroute_audit_target"),)
+        verbose_name = "audit record"
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.target}"

@@ -19,10 +19,12 @@ import pytest
 from envroute.stores import KeyStore, open_store
 from tests.support.services import require_postgres
 
+from .django_setup import DJANGO_STORES
+
 STORES = [
     pytest.param("sqlite", id="sqlite"),
     pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    # *DJANGO_STORES,  # TODO
+    *DJANGO_STORES,
 ]
 
 

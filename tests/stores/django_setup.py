@@ -19,7 +19,7 @@ if not settings.configured:
                           if name.isupper()})
     django.setup()
 
-_POSTGRES = (pytest.mark.django_db(transaction=True, databases=["postgres"])
+_POSTGRES = (pytest.mark.django_db(transaction=True, databases=["default", "postgres"])
              if "postgres" in settings.DATABASES
              else pytest.mark.skip(reason="PostgreSQL is not reachable at 127.0.0.1:5432"))
 

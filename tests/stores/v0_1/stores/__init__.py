@@ -1,0 +1,1 @@
+"""0.1.0's stores (verbatim)."""
