@@ -3,13 +3,15 @@ changed" within about a second (contract §11), for SQLite and non-PostgreSQL ``
 
 The process that commits a change to a key, customer or stored backend writes a new
 random token into a small file next to the database (``keys.db.changes``). Each process
-that subscribed runs one daemon thread, started lazily on its first use of the store
-(after gunicorn's fork), that reads the file every :data:`POLL_INTERVAL` seconds and calls
-its subscribers with ``Change("all")`` when the token differs. The request path never
+runs one daemon thread, started lazily on its first use of such a store (after gunicorn's
+fork), that reads every watched marker every :data:`POLL_INTERVAL` seconds and calls the
+marker's subscribers with ``Change("all")`` when its token differs. The request path never
 queries the store to find out: a cached verdict stays a dictionary look-up.
 
-Risk: the marker only reaches processes on the same machine (the file is local); a
-process that cannot write it logs one warning and the others fall back to ``cache_ttl``.
+The thread holds markers weakly, so a store that is dropped without ``close()`` stops
+being watched once it is collected. Risk: the marker only reaches processes on the same
+machine (the file is local); a process that cannot write it logs one warning and the
+others fall back to ``cache_ttl``.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ import logging
 import os
 import secrets
 import threading
+import weakref
 from collections.abc import Callable
 
 from .base import Change
 
 logger = logging.getLogger("envroute")
 
-#: How often each process looks at the marker: changes reach it within this (plus a read).
+#: How often each process looks at the markers: changes reach it within this (plus a read).
 POLL_INTERVAL = 0.2
 TOKEN_BYTES = 16
 
@@ -35,9 +38,8 @@ class ChangeMarker:
     def __init__(self, path: str) -> None:
         self.path = path
         self._callbacks: list[Callable[[Change], None]] = []
-        self._lock = threading.Lock()
+        self._last = b""
         self._pid = 0
-        self._stop = threading.Event()
         self._warned = False
 
     def subscribe(self, callback: Callable[[Change], None]) -> None:
@@ -66,30 +68,60 @@ class ChangeMarker:
             return b""
 
     def watch(self) -> None:
-        """Start this process's watcher if anyone subscribed (cheap when it runs)."""
+        """Have this process watch the marker if anyone subscribed (cheap when it does)."""
         pid = os.getpid()
         if not self._callbacks or self._pid == pid:
             return
-        with self._lock:
-            if self._pid == pid:
-                return
-            self._stop = threading.Event()
-            thread = threading.Thread(target=self._run, args=(self.read(), self._stop),
-                                      name="envroute-changes", daemon=True)
-            thread.start()
-            self._pid = pid
+        self._last = self.read()
+        self._pid = pid
+        _WATCHER.add(self)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._pid = 0
+        _WATCHER.discard(self)
+
+    def check(self) -> None:
+        """One look: call the subscribers if the token changed since the last one."""
+        token = self.read()
+        if token == self._last:
+            return
+        self._last = token
+        for callback in list(self._callbacks):
+            try:
+                callback(Change("all"))
+            except Exception:  # one bad subscriber must not stop the watcher
+                logger.exception("change callback failed")
+
+
+class _Watcher:
+    """One daemon thread per process, looking at every watched marker in turn."""
+
+    def __init__(self) -> None:
+        self._markers: weakref.WeakSet[ChangeMarker] = weakref.WeakSet()
+        self._lock = threading.Lock()
         self._pid = 0
 
-    def _run(self, last: bytes, stop: threading.Event) -> None:
+    def add(self, marker: ChangeMarker) -> None:
+        with self._lock:
+            if self._pid != os.getpid():  # a forked child starts its own thread
+                self._markers = weakref.WeakSet()
+                threading.Thread(target=self._run, name="envroute-changes",
+                                 daemon=True).start()
+                self._pid = os.getpid()
+            self._markers.add(marker)
+
+    def discard(self, marker: ChangeMarker) -> None:
+        with self._lock:
+            self._markers.discard(marker)
+
+    def _run(self) -> None:
+        stop = threading.Event()
         while not stop.wait(POLL_INTERVAL):
-            token = self.read()
-            if token != last:
-                last = token
-                for callback in list(self._callbacks):
-                    try:
-                        callback(Change("all"))
-                    except Exception:  # one bad subscriber must not stop the watcher
-                        logger.exception("change callback failed")
+            with self._lock:
+                markers = list(self._markers)
+            for marker in markers:
+                marker.check()
+            del markers
+
+
+_WATCHER = _Watcher()

@@ -52,7 +52,8 @@ from . import schema
 from .base import Change, InvalidationSource
 from .deadline import WATCHDOG, sever
 from .pglisten import KEEPALIVES, Listener, payload
-from .sql import TABLES, Cursor, SQLStore
+from .sql import SQLStore
+from .sqlcore import TABLES, Cursor
 
 logger = logging.getLogger("envroute")
 
@@ -263,7 +264,9 @@ class PostgresStore(SQLStore, InvalidationSource):
         return int(found[0]["version"]) if found else 0
 
     def close(self) -> None:
-        """Stop this process's listener and close its pool."""
+        """Stop this process's listener, close its pool and end the subscriptions (a
+        store used again after ``close()`` reconnects, without listening)."""
+        self._callbacks = []
         listener, self._listener = self._listener, None
         if listener is not None and listener.pid == os.getpid():
             listener.stop()

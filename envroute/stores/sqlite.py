@@ -31,7 +31,8 @@ from ..errors import ConfigError, StoreUnavailable
 from . import rows, schema
 from .base import Change, InvalidationSource
 from .marker import ChangeMarker
-from .sql import TABLES, Cursor, SQLStore
+from .sql import SQLStore
+from .sqlcore import TABLES, Cursor
 
 BUSY_TIMEOUT_MS = 5000
 

@@ -154,6 +154,9 @@ class DjangoStore(KeyStore, InvalidationSource):
         """Nothing to do here: the tables come from ``manage.py migrate``."""
 
     def close(self) -> None:
+        """Stop this process's listener or watcher and end the subscriptions (a store
+        used again after ``close()`` works, without listening: its owner is gone)."""
+        self._callbacks = []
         listener, self._listener = self._listener, None
         if listener is not None and listener.pid == os.getpid():
             listener.stop()

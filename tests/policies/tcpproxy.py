@@ -10,7 +10,13 @@ from tests.support.processes import free_port
 
 
 class TcpProxy:
-    """Forwards 127.0.0.1:``port`` to ``target``; ``stop()`` drops every connection."""
+    """Forwards 127.0.0.1:``port`` to ``target``; ``stop()`` drops every connection.
+
+    ``blackhole()`` is the nastier fault: connections stay open and new ones are accepted,
+    but nothing passes either way (a hung server, a firewall dropping packets); the
+    client sees no error, only silence. ``restore()`` forwards new connections again (the
+    ones that lost bytes in the hole are out of step, as they would be for real).
+    """
 
     def __init__(self, target_port: int, port: int | None = None) -> None:
         self.target_port = target_port
@@ -19,6 +25,13 @@ class TcpProxy:
         self._sockets: list[socket.socket] = []
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
+        self._holding = threading.Event()
+
+    def blackhole(self) -> None:
+        self._holding.set()
+
+    def restore(self) -> None:
+        self._holding.clear()
 
     def start(self) -> None:
         listener = socket.socket()
@@ -55,6 +68,10 @@ class TcpProxy:
                 client, _ = listener.accept()
             except OSError:
                 return
+            if self._holding.is_set():  # accepted, and never answered
+                with self._lock:
+                    self._sockets.append(client)
+                continue
             try:
                 upstream = socket.create_connection(("127.0.0.1", self.target_port))
             except OSError:
@@ -65,11 +82,11 @@ class TcpProxy:
             self._spawn(self._pump, client, upstream)
             self._spawn(self._pump, upstream, client)
 
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
-                sink.sendall(data)
+                if not self._holding.is_set():
+                    sink.sendall(data)
         except OSError:
             pass
         finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -78,16 +79,20 @@ def test_a_failed_transaction_notifies_nobody(
     stores: Callable[..., PostgresStore], pg_url: str
 ) -> None:
     from envroute import KeyNotFound
-    from envroute.stores.base import utcnow
+    from envroute.stores.base import CustomerRecord, utcnow
 
     listening = stores()
     heard: list[str | None] = []
     listening.subscribe(lambda change: heard.append(change.target))
     listening.migrate()
     wait_for(lambda: None in heard)
+    writer = stores()
     with pytest.raises(KeyNotFound):
-        stores().revoke("key_nobody", utcnow())
-    time.sleep(0.3)
+        writer.revoke("key_nobody", utcnow())
+    writer.create_customer(CustomerRecord("later", created_at=utcnow()))
+    # notifications arrive in commit order: once the later one is here, an earlier one
+    # would be too
+    wait_for(lambda: "later" in heard)
     assert "key_nobody" not in heard
 
 
@@ -139,6 +144,59 @@ def test_down_answers_503_and_recovers_by_itself(
         proxy.start()
         wait_for(lambda: status()[0] == 200, timeout=30)
         wait_for(lambda: None in heard, timeout=30)  # reconnected: every cached key dropped
+    finally:
+        proxied.close()
+        proxy.stop()
+
+
+def in_thread(work: Callable[[], object]) -> BaseException | None:
+    """Run ``work`` and return what it raised; a call that never returns fails the test
+    (the bound checked here is generous: it catches a hang, it measures nothing)."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            work()
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=60)
+    assert outcome, "the store call hung"
+    return outcome[0]
+
+
+def test_a_server_that_stops_answering_is_unavailable_not_a_hang(
+    pg_url: str, pg_schema: str, stores: Callable[..., PostgresStore]
+) -> None:
+    from envroute import StoreUnavailable
+    from envroute.stores.base import Change, CustomerRecord, utcnow
+
+    require_postgres()
+    stores(pg_url).create_customer(CustomerRecord("acme", created_at=utcnow()))
+    proxy = TcpProxy(5432)
+    proxy.start()
+    proxied = stores(f"postgresql://127.0.0.1:{proxy.port}/test?schema={pg_schema}",
+                     pool_timeout=0.5, query_timeout=0.5)
+    heard: list[Change] = []
+    proxied.subscribe(heard.append)
+    try:
+        assert proxied.get_customer("acme").id == "acme"  # pooled, and listening
+        wait_for(lambda: Change("all") in heard)
+        proxy.blackhole()  # the server accepts bytes and never answers
+        for call in (lambda: proxied.get_customer("acme"),  # a pooled connection
+                     lambda: proxied.list_customers(),
+                     lambda: proxied.update_customer("acme", {"name": "x"})):
+            assert isinstance(in_thread(call), StoreUnavailable)
+        heard.clear()
+        proxy.restore()
+        wait_for(lambda: in_thread(lambda: proxied.get_customer("acme")) is None, timeout=30)
+        # the listener noticed the silence, reconnected, and dropped what was cached
+        wait_for(lambda: Change("all") in heard, timeout=30)
+        stores(pg_url).update_customer("acme", {"name": "after"})
+        wait_for(lambda: Change("customer", "acme") in heard, timeout=30)
     finally:
         proxied.close()
         proxy.stop()

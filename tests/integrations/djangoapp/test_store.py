@@ -60,8 +60,9 @@ def test_the_gateway_authenticates_keys_kept_in_the_store(store: DjangoStore) ->
         environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/",
                    "HTTP_AUTHORIZATION": f"Bearer {issued.secret}"}
         assert router.admit(environ).identity.key_id == issued.record.id
-    finally:
-        router.store.close()  # its listener holds a session on the test database
+    finally:  # its timer and listener would hold sessions on the test database
+        router.authenticator.close()
+        router.store.close()
     from django_envroute.models import APIKey, KeySecret
 
     row = KeySecret.objects.using(store.alias).get(key_id=issued.record.id)
