@@ -21,7 +21,8 @@ from typing import Any
 from ..settings import frozen_map
 from .base import AuditRecord, BackendRecord, CustomerRecord, KeyRecord, SecretMatch, UsageDay
 
-Row = Mapping[str, Any]
+#: Anything indexed by column name: a dict, a ``sqlite3.Row``, a psycopg ``dict_row``.
+Row = Any
 
 KEY_COLUMNS = ("id", "environment", "prefix", "last4", "name", "metadata", "scopes",
                "created_at", "expires_at", "revoked_at", "last_used_at", "customer_id",
@@ -88,14 +89,14 @@ def key_record(row: Row) -> KeyRecord:
         last4=row["last4"], name=row["name"] or "", metadata=mapping(row["metadata"]),
         scopes=strings(row["scopes"]), created_at=required_moment(row["created_at"]),
         expires_at=moment(row["expires_at"]), revoked_at=moment(row["revoked_at"]),
-        last_used_at=moment(row["last_used_at"]), customer_id=row.get("customer_id"),
-        disabled_at=moment(row.get("disabled_at")),
+        last_used_at=moment(row["last_used_at"]), customer_id=row["customer_id"],
+        disabled_at=moment(row["disabled_at"]),
     )
 
 
 def customer_record(row: Row, prefix: str = "") -> CustomerRecord | None:
     """The customer in ``row`` (columns named ``prefix`` + column), None if absent."""
-    if row.get(f"{prefix}id") is None:
+    if row[f"{prefix}id"] is None:
         return None
     return CustomerRecord(
         id=row[f"{prefix}id"], name=row[f"{prefix}name"] or "",

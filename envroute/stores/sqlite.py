@@ -58,10 +58,6 @@ def migrations() -> list[list[str]]:
     return [schema.render(step, "sqlite", table=_quote, name=_quote) for step in schema.STEPS]
 
 
-def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
-    return {column[0]: value for column, value in zip(cursor.description, row, strict=True)}
-
-
 class SQLiteStore(SQLStore, InvalidationSource):
     """Keys in a SQLite file; one connection per thread per process, opened lazily."""
 
@@ -100,7 +96,7 @@ class SQLiteStore(SQLStore, InvalidationSource):
             connection.execute("PRAGMA journal_mode = WAL")
         connection.execute("PRAGMA synchronous = NORMAL")
         connection.execute("PRAGMA foreign_keys = ON")
-        connection.row_factory = _dict_row
+        connection.row_factory = sqlite3.Row
         return connection
 
     def _connection(self) -> sqlite3.Connection:

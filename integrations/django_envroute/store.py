@@ -77,9 +77,9 @@ def _to_db(moment: datetime | None) -> datetime | None:
 def _match(secret: KeySecret) -> SecretMatch:
     key = secret.key
     row = fields_of(key, rows.KEY_COLUMNS)
-    if key.customer is not None:
-        row.update({f"{rows.JOINED}{name}": value for name, value in
-                    fields_of(key.customer, rows.CUSTOMER_COLUMNS).items()})
+    customer = key.customer
+    row.update({f"{rows.JOINED}{name}": getattr(customer, name) if customer else None
+                for name in rows.CUSTOMER_COLUMNS})
     row.update(hash=secret.hash, secret_expires_at=secret.expires_at)
     return rows.secret_match(row)
 
