@@ -64,7 +64,8 @@ class SQLStore(SQLCore):
             "ORDER BY k.created_at, k.id", (customer_id,))]
 
     def create(self, record: KeyRecord, key_hash: bytes, *, fingerprint: str = "") -> None:
-        with self._transaction(write=True, change=Change("key", record.id)) as cursor:
+        # no announcement: nobody can have cached a key that did not exist
+        with self._transaction(write=True) as cursor:
             if record.customer_id is not None and self._one(
                     cursor, "SELECT id FROM {customers} WHERE id = %s",
                     (record.customer_id,)) is None:

@@ -224,7 +224,7 @@ class DjangoStore(KeyStore, InvalidationSource):
                     self._keys().filter(customer_id=customer_id).order_by("created_at", "id")]
 
     def create(self, record: KeyRecord, key_hash: bytes, *, fingerprint: str = "") -> None:
-        with self._write(Change("key", record.id)):
+        with self._write():  # nobody can have cached a key that did not exist
             if (record.customer_id is not None
                     and not self._customers().filter(pk=record.customer_id).exists()):
                 raise CustomerNotFound(f"no customer {record.customer_id}")
@@ -454,6 +454,13 @@ class DjangoStore(KeyStore, InvalidationSource):
             for old, (new, fingerprint) in sorted(pairs.items()):
                 self._secrets().filter(hash=old.hex()).update(hash=new.hex(),
                                                               fingerprint=fingerprint)
+
+    def retiring_secrets(self, now: datetime, until: datetime) -> list[tuple[str, datetime]]:
+        with self._errors():
+            found = (self._secrets().filter(expires_at__isnull=False, expires_at__gt=_to_db(now),
+                                            expires_at__lte=_to_db(until))
+                     .order_by("expires_at", "key_id").values_list("key_id", "expires_at"))
+            return [(key_id, rows.required_moment(at)) for key_id, at in found]
 
     def secret_fingerprints(self) -> dict[str, int]:
         now = _to_db(utcnow())

@@ -6,6 +6,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import pytest
 from envroute import KeyNotFound, StoreUnavailable
 from envroute.keys import generate_secret, hash_key
 from envroute.stores import open_store
-from envroute.stores.base import KeyRecord, utcnow
+from envroute.stores.base import Change, KeyRecord, utcnow
 from envroute.stores.schema import VERSION
 from envroute.stores.sqlite import SQLiteStore
 
@@ -159,3 +160,30 @@ def test_usage_pending_at_exit_is_written(tmp_path: Path) -> None:
     store = SQLiteStore(url)
     assert store.get(key_id).last_used_at is not None  # well before the 10 s batch interval
     store.close()
+
+
+REVOKE = """
+import sys
+from envroute.stores.base import utcnow
+from envroute.stores.sqlite import SQLiteStore
+store = SQLiteStore(sys.argv[1])
+store.revoke(sys.argv[2], utcnow())
+"""
+
+
+def test_a_change_in_another_process_reaches_this_one(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    subprocess.run([sys.executable, "-c", WRITER, url, "a"], check=True, timeout=60)
+    store = SQLiteStore(url)
+    heard: list[Change] = []
+    store.subscribe(heard.append)
+    try:
+        assert store.get("key_a_0").revoked_at is None  # first use: the watcher starts
+        subprocess.run([sys.executable, "-c", REVOKE, url, "key_a_0"], check=True, timeout=60)
+        deadline = time.monotonic() + 10
+        while Change("all") not in heard:
+            assert time.monotonic() < deadline, "the change never arrived"
+            time.sleep(0.02)
+        assert store.get("key_a_0").revoked_at is not None
+    finally:
+        store.close()

@@ -168,3 +168,15 @@ def test_stores_starting_together_migrate_once(
         list(pool.map(lambda store: store.migrate(), stores))
     stores[0].create(key(), HASH)
     assert all(store.get("key_one").id == "key_one" for store in stores)
+
+
+def test_retiring_secrets_are_those_a_roll_retired_within_the_window(store: KeyStore) -> None:
+    store.create(key("key_a"), HASH)
+    store.create(key("key_b"), OTHER)
+    soon, later = NOW + timedelta(hours=1), NOW + timedelta(days=3)
+    store.roll("key_a", b"\x0a" * 32, "aaaa", now=NOW, retire_at=soon)
+    store.roll("key_b", b"\x0b" * 32, "bbbb", now=NOW, retire_at=later)
+    assert store.retiring_secrets(NOW, NOW + timedelta(days=1)) == [("key_a", soon)]
+    assert store.retiring_secrets(NOW, NOW + timedelta(days=7)) == [("key_a", soon),
+                                                                    ("key_b", later)]
+    assert store.retiring_secrets(soon, NOW + timedelta(days=1)) == []  # already retired
