@@ -33,6 +33,8 @@ class _Entry:
     number: int
     expire: Callable[[], None] = field(compare=False)
     active: bool = field(default=True, compare=False)
+    #: set when the deadline passed while the block still ran
+    fired: bool = field(default=False, compare=False)
 
 
 class Watchdog:
@@ -45,7 +47,9 @@ class Watchdog:
         self._pid = 0
 
     @contextlib.contextmanager
-    def guard(self, seconds: float, expire: Callable[[], None]) -> Iterator[None]:
+    def guard(self, seconds: float, expire: Callable[[], None]) -> Iterator[_Entry]:
+        """Run the block; ``expire()`` if it is still running after ``seconds``. The
+        entry's ``fired`` says afterwards whether it was cut off."""
         entry = _Entry(time.monotonic() + seconds, next(self._numbers), expire)
         with self._condition:
             self._start()
@@ -53,7 +57,7 @@ class Watchdog:
             if self._heap[0] is entry:
                 self._condition.notify()
         try:
-            yield
+            yield entry
         finally:
             with self._condition:
                 entry.active = False
@@ -73,6 +77,7 @@ class Watchdog:
                     entry = heapq.heappop(self._heap)
                     if entry.active:
                         entry.active = False
+                        entry.fired = True
                         with contextlib.suppress(Exception):
                             entry.expire()
                 timeout = self._heap[0].deadline - now if self._heap else None

@@ -99,6 +99,10 @@ def channel_name(schema_name: str) -> str:
     return name
 
 
+class NoAnswer(Exception):
+    """A call the deadline cut off: the server accepted it and never answered."""
+
+
 def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -176,13 +180,19 @@ class PostgresStore(SQLStore, InvalidationSource):
 
     @contextmanager
     def _connection(self, seconds: float) -> Iterator[psycopg.Connection[Any]]:
-        """A pooled connection whose use is cut off after ``seconds``."""
+        """A pooled connection whose use is cut off after ``seconds``: the error of a
+        call cut off is :class:`NoAnswer` (never retried: the server is not answering)."""
         pool = self._pool_for_process()
         self._migrate_once(pool)
         with pool.connection() as connection:
             fileno = connection.fileno()
-            with WATCHDOG.guard(seconds, lambda: sever(fileno)):
-                yield connection
+            with WATCHDOG.guard(seconds, lambda: sever(fileno)) as deadline:
+                try:
+                    yield connection
+                except psycopg.OperationalError as exc:
+                    if deadline.fired:
+                        raise NoAnswer(f"no answer within {seconds:g} s") from exc
+                    raise
 
     @contextmanager
     def _transaction(self, *, write: bool = False,
@@ -193,7 +203,7 @@ class PostgresStore(SQLStore, InvalidationSource):
                 yield cursor
                 if change is not None:
                     cursor.execute("SELECT pg_notify(%s, %s)", (self.channel, payload(change)))
-        except psycopg.Error as exc:
+        except (psycopg.Error, NoAnswer) as exc:
             raise StoreUnavailable(f"PostgreSQL store: {first_line(exc)}") from exc
 
     def _all(self, template: str, params: Sequence[Any] = ()) -> list[Mapping[str, Any]]:
