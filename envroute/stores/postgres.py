@@ -43,6 +43,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import make_conninfo
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
@@ -56,6 +57,11 @@ from .sql import SQLStore
 from .sqlcore import TABLES, Cursor
 
 logger = logging.getLogger("envroute")
+# The pool logs every failed attempt to reconnect; envroute reports the outage itself
+# (503s, one line from the CLI). Without this, a process that configured no logging gets
+# the pool's lines on stderr through logging's last resort; with logging configured, they
+# still reach the application's handlers.
+logging.getLogger("psycopg.pool").addHandler(logging.NullHandler())
 
 POOL_MIN_SIZE = 1
 POOL_MAX_SIZE = 10
@@ -183,7 +189,7 @@ class PostgresStore(SQLStore, InvalidationSource):
         """A pooled connection whose use is cut off after ``seconds``: the error of a
         call cut off is :class:`NoAnswer` (never retried: the server is not answering)."""
         pool = self._pool_for_process()
-        self._migrate_once(pool)
+        self._migrate_once()
         with pool.connection() as connection:
             fileno = connection.fileno()
             with WATCHDOG.guard(seconds, lambda: sever(fileno)) as deadline:
@@ -227,11 +233,14 @@ class PostgresStore(SQLStore, InvalidationSource):
 
     # -- the schema -----------------------------------------------------------------------
 
-    def _migrate_once(self, pool: ConnectionPool[psycopg.Connection[Any]]) -> None:
+    def _migrate_once(self) -> None:
+        """Once per process, on a connection of its own (not the pool's), so a server
+        that refuses says why (refused, no such database, no such role) instead of the
+        pool's "couldn't get a connection"."""
         pid = os.getpid()
         if self._migrated_pid == pid:
             return
-        with pool.connection() as connection:
+        with psycopg.connect(make_conninfo(self.conninfo, **KEEPALIVES)) as connection:
             fileno = connection.fileno()
             with WATCHDOG.guard(MIGRATE_TIMEOUT, lambda: sever(fileno)):
                 self._migrate(connection)

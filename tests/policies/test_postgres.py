@@ -200,3 +200,25 @@ def test_a_server_that_stops_answering_is_unavailable_not_a_hang(
     finally:
         proxied.close()
         proxy.stop()
+
+
+@pytest.mark.parametrize(("url", "cause"), [
+    pytest.param("postgresql://127.0.0.1:{port}/test", "refused", id="nobody-listening"),
+    pytest.param("postgresql://127.0.0.1:5432/envroute_no_such_db", "does not exist",
+                 id="no-such-database"),
+    pytest.param("postgresql://envroute_no_such_role@127.0.0.1:5432/test", "envroute_no_such",
+                 id="no-such-role"),
+])
+def test_a_refusing_server_says_why_in_one_line(
+    url: str, cause: str, stores: Callable[..., PostgresStore],
+    capfd: pytest.CaptureFixture[str]
+) -> None:
+    from envroute import StoreUnavailable
+    from tests.support.processes import free_port
+
+    require_postgres()
+    store = stores(url.format(port=free_port()), pool_timeout=0.5)
+    with pytest.raises(StoreUnavailable, match=cause) as caught:
+        store.migrate()
+    assert "\n" not in str(caught.value)
+    assert "error connecting" not in capfd.readouterr().err  # no pool chatter
