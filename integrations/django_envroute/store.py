@@ -118,6 +118,20 @@ class DjangoStore(KeyStore, InvalidationSource):
             if change is not None:
                 self._announce(change)
 
+    @contextmanager
+    def _batch(self) -> Iterator[None]:
+        """A batch from the authenticator's timer thread: one transaction, and the thread's
+        connection closed after it (Django closes connections at the end of a request;
+        nobody would close this one, and the thread may end at any time)."""
+        try:
+            with self._write():
+                yield
+        finally:
+            if threading.current_thread() is not threading.main_thread():
+                connection = connections[self.alias]
+                if not connection.in_atomic_block:
+                    connection.close()
+
     def _postgres(self) -> bool:
         return bool(connections[self.alias].vendor == "postgresql")
 
@@ -392,7 +406,7 @@ class DjangoStore(KeyStore, InvalidationSource):
         """Rows in one sorted order, keys before usage (no deadlock between workers)."""
         if not batch:
             return
-        with self._write():
+        with self._batch():
             for key_id, at in sorted(batch.last_used.items()):
                 moment = _to_db(at)
                 self._keys().filter(pk=key_id).filter(
@@ -450,7 +464,7 @@ class DjangoStore(KeyStore, InvalidationSource):
     # -- secret rotation ------------------------------------------------------------------
 
     def rehash(self, pairs: Mapping[bytes, tuple[bytes, str]]) -> None:
-        with self._write():
+        with self._batch():
             for old, (new, fingerprint) in sorted(pairs.items()):
                 self._secrets().filter(hash=old.hex()).update(hash=new.hex(),
                                                               fingerprint=fingerprint)
