@@ -20,6 +20,7 @@ safe under gunicorn's forked, threaded workers. Records come from the one row ma
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
 import threading
@@ -148,8 +149,7 @@ class DjangoStore(KeyStore, InvalidationSource):
     def _marker_for_database(self) -> ChangeMarker:
         if self._marker is None:
             self._marker = ChangeMarker(marker_path(connections[self.alias].settings_dict))
-            for callback in self._callbacks:
-                self._marker.subscribe(callback)
+            self._marker.subscribe(self._notify)
         return self._marker
 
     def _keys(self) -> QuerySet[APIKey]:
@@ -183,8 +183,6 @@ class DjangoStore(KeyStore, InvalidationSource):
         """Changes from every process (every host, on PostgreSQL); the listener or the
         marker watcher starts with this process's next use of the store."""
         self._callbacks.append(callback)
-        if self._marker is not None:
-            self._marker.subscribe(callback)
 
     def _watch(self) -> None:
         if not self._callbacks:
@@ -205,13 +203,18 @@ class DjangoStore(KeyStore, InvalidationSource):
                 self._listener.start()
 
     def _notify(self, change: Change) -> None:
-        for callback in list(self._callbacks):
-            try:
-                callback(change)
-            except Exception:  # one bad subscriber must not stop the listener
-                import logging
-
-                logging.getLogger("envroute").exception("change callback failed")
+        """On the listener's (or watcher's) thread: a subscriber that reloads from the
+        store (stored backends) opens a Django connection on this thread, closed here,
+        since no request's end will close it."""
+        try:
+            for callback in list(self._callbacks):
+                try:
+                    callback(change)
+                except Exception:  # one bad subscriber must not stop the listener
+                    logging.getLogger("envroute").exception("change callback failed")
+        finally:
+            if threading.current_thread() is not threading.main_thread():
+                connections.close_all()
 
     # -- keys -----------------------------------------------------------------------------
 
