@@ -180,10 +180,12 @@ def test_gevent_workers(setup: str, request: pytest.FixtureRequest, tmp_path: Pa
             wait_for(lambda: {fetch(gathering["key"]).status_code for _ in range(12)} == {401},
                      "every worker refuses the revoked key")
             assert fetch(gathering["key"]).json()["code"] == "revoked_key"
-            assert fetch(limited["key"]).status_code == 429
+            codes.append(fetch(limited["key"]).status_code)  # memory: either worker's count
+            if limits.startswith("redis"):
+                assert codes[-1] == 429
         # stopped (SIGTERM): what the workers counted since their last tick is written at exit
         days = json.loads(envroute(tmp_path, "keys", "usage", limited["id"], "--json"))
-        assert sum(day["requests"] for day in days) == len(codes) + 1
-        assert sum(day["errors"] for day in days) == codes.count(429) + 1
+        assert sum(day["requests"] for day in days) == len(codes)
+        assert sum(day["errors"] for day in days) == codes.count(429)
     log = (tmp_path / "gunicorn.log").read_text()
     assert "Traceback" not in log, log
