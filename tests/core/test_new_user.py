@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 from pathlib import Path
 
@@ -228,3 +229,14 @@ def test_gunicorn_boot_with_a_broken_config_is_one_line(project: Path, config: s
     lines = envroute_lines(result)
     assert len(lines) == 1 and lines[0].startswith("envroute: error: "), output
     assert says in lines[0], output
+
+
+def test_serve_on_a_busy_port_is_one_line_before_serving_on(project: Path) -> None:
+    port = free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        result = run(project, "serve", "--app", "myproject:create_app()", "--host",
+                     "127.0.0.1", "--port", str(port))
+    line = one_line(result)
+    assert f"127.0.0.1:{port}" in line and "serving on" not in result.stdout, line
