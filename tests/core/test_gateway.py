@@ -140,6 +140,12 @@ def insert_record(router: EnvRouter, secret: str, **fields: Any) -> KeyRecord:
     return record
 
 
+def mistyped(secret: str) -> str:
+    """``secret`` with its last character changed: always a different character, so the
+    checksum never matches (replacing it with a fixed one kept 1 key in 62 valid)."""
+    return secret[:-1] + ("1" if secret[-1] == "0" else "0")
+
+
 def made_up_key() -> str:
     body = "sk_test_" + "A" * 32
     return body + checksum(body)
@@ -152,7 +158,7 @@ REFUSALS: list[Any] = [
     pytest.param(lambda r, k: {"Authorization": "Basic !!!"}, "invalid_key", 401,
                  id="basic-not-base64"),
     pytest.param(lambda r, k: {"X-API-Key": "hunter2"}, "invalid_key", 401, id="malformed"),
-    pytest.param(lambda r, k: {"X-API-Key": k("sandbox").secret[:-1] + "0"}, "invalid_key",
+    pytest.param(lambda r, k: {"X-API-Key": mistyped(k("sandbox").secret)}, "invalid_key",
                  401, id="bad-checksum"),
     pytest.param(lambda r, k: {"X-API-Key": made_up_key()}, "invalid_key", 401,
                  id="unknown-key"),
