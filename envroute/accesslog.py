@@ -133,7 +133,12 @@ class OutageLog:
     #: seconds without a refusal before an admitted request ends the outage
     QUIET = 1.0
 
-    def __init__(self) -> None:
+    def __init__(self, subject: str = "store",
+                 effect: str = "refusing requests that need it with 503 until it answers",
+                 outcome: str = "refused with 503") -> None:
+        #: what is down, what requests get meanwhile, what the count counts (the rate
+        #: limiter's ``on_storage_error = "allow"`` reports requests let through unlimited)
+        self.subject, self.effect, self.outcome = subject, effect, outcome
         self._lock = threading.Lock()
         self._down_since: float | None = None
         self._last_failure = 0.0
@@ -148,13 +153,13 @@ class OutageLog:
             if self._down_since is None:
                 self._down_since = self._last_report = now
                 self._count = 1
-                logger.error("store unavailable: %s; refusing requests that need it "
-                             "with 503 until it answers", escape(str(reason)))
+                logger.error("%s unavailable: %s; %s", self.subject, escape(str(reason)),
+                             self.effect)
             elif now - self._last_report >= self.REPORT_EVERY:
                 self._last_report = now
-                logger.error("store still unavailable: %d requests refused in %.0f s "
-                             "(last cause: %s)", self._count, now - self._down_since,
-                             escape(str(reason)))
+                logger.error("%s still unavailable: %d requests %s in %.0f s "
+                             "(last cause: %s)", self.subject, self._count, self.outcome,
+                             now - self._down_since, escape(str(reason)))
 
     def admitted(self) -> None:
         if self._down_since is None:  # the hot path: one attribute read
@@ -165,6 +170,6 @@ class OutageLog:
             if since is None or now - self._last_failure < self.QUIET:
                 return
             self._down_since = None
-            logger.warning("store available again after %.1f s; %d requests were refused "
-                           "with 503 during the outage", self._last_failure - since,
-                           self._count)
+            logger.warning("%s available again after %.1f s; %d requests were %s "
+                           "during the outage", self.subject, self._last_failure - since,
+                           self._count, self.outcome)

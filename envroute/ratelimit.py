@@ -40,6 +40,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import quote
 
+from .accesslog import OutageLog
 from .counters import Check, Counter, MemoryCounter, RedisCounter
 from .errors import StoreUnavailable
 from .identity import Identity
@@ -111,6 +112,9 @@ class RateLimitPolicy:
         self._pid = 0
         self._lock = threading.Lock()
         self._warned: set[str] = set()
+        #: with "allow", an outage is logged once when it starts and ends, not per request
+        self._outage = OutageLog("rate-limit storage", "allowing requests without rate "
+                                 "limits until it answers", "allowed without rate limits")
 
     # -- storage, per process ---------------------------------------------------------
 
@@ -184,9 +188,10 @@ class RateLimitPolicy:
             outcome = self.limiter().acquire(checks, now, bool(environ.get(DRY_RUN_KEY)))
         except StoreUnavailable as exc:
             if self.settings.on_storage_error == "allow":
-                logger.warning("rate-limit storage unavailable, allowing the request: %s", exc)
+                self._outage.failed(str(exc).removeprefix("rate-limit storage unavailable: "))
                 return []
             raise
+        self._outage.admitted()
         if outcome.refused >= 0:
             check = checks[outcome.refused]
             reset = _seconds_until(outcome.stats[-1][1], now)
