@@ -16,7 +16,7 @@ from pathlib import Path
 import requests
 
 from tests.policies.conftest import pg_schema, pg_url, redis_url  # noqa: F401 (fixtures)
-from tests.proxy.conftest import logged
+from tests.proxy.conftest import logged, upstreams  # noqa: F401 (a fixture)
 from tests.support.apps import SECRET
 from tests.support.processes import free_port, gunicorn_command
 

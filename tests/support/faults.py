@@ -37,9 +37,14 @@ _LINGER_RESET = struct.pack("ii", 1, 0)
 
 
 def hard_close(sock: socket.socket) -> None:
-    """Close ``sock`` with a reset (SO_LINGER 0), as a crashed or restarted peer does."""
+    """Close ``sock`` with a reset (SO_LINGER 0), as a crashed or restarted peer does.
+
+    ``shutdown(SHUT_RD)`` first wakes the pump thread blocked in ``recv`` on it: until that
+    call returns the kernel keeps the socket, and a ``close()`` alone sends nothing.
+    """
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
+        sock.shutdown(socket.SHUT_RD)
     with contextlib.suppress(OSError):
         sock.close()
 
