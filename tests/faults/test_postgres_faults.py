@@ -11,7 +11,6 @@ store_unavailable`` when it does not. A verified key is served from the cache me
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -91,12 +90,13 @@ def test_a_blackholed_postgres_is_503_within_the_bound_logged_once_and_recovers(
         prefix = keys.split_prefix(known) or ""
         every_worker(gw, known, "200", timeout=30)  # every worker has the key cached
 
-        missing = Load(lambda: label(get(gw, made_up(prefix))), threads=WORKERS)
-        cached = Load(lambda: label(get(gw, known)), threads=2)
+        # as many callers as workers: no request waits in gunicorn's queue behind another
+        missing = Load(lambda: label(get(gw, made_up(prefix))), threads=WORKERS - 1)
+        cached = Load(lambda: label(get(gw, known)), threads=1)
         with missing, cached:
             wait_until(lambda: missing.count("401 invalid_key") >= 10, "store answers")
             forwarder.blackhole()
-            wait_until(lambda: missing.count("503 store_unavailable") >= 2 * WORKERS,
+            wait_until(lambda: missing.count("503 store_unavailable") >= 2 * (WORKERS - 1),
                        "cache-missing requests refused with 503", timeout=60)
             forwarder.restore()
             answered = missing.count("401 invalid_key")
@@ -131,13 +131,10 @@ def test_a_change_made_while_postgres_restarts_twice_is_honoured_after_recovery(
         prefix = keys.split_prefix(issued[0].secret) or ""
         for key in issued:
             every_worker(gw, key.secret, "200", timeout=30)
-        lock = threading.Lock()
         seen: set[str] = set()
 
         def cached() -> str:
-            with lock:
-                secret = issued[0].secret
-            response = get(gw, secret)
+            response = get(gw, issued[0].secret)
             if response.status_code == 200:
                 seen.add(response.text)
             return label(response)
@@ -154,15 +151,14 @@ def test_a_change_made_while_postgres_restarts_twice_is_honoured_after_recovery(
                            f"restart {restart + 1}: the store answers again", timeout=60)
             # lost while deaf: the reconnect drops what every worker cached meanwhile
             wait_until(lambda: all(label(get(gw, issued[1].secret)) == "401 revoked_key"
-                                   for _ in range(4 * gw.workers)),
+                                   for _ in range(10 * gw.workers)),
                        "a revocation made during the outage honoured by every worker",
                        timeout=15)
             # made after recovery: honoured by every worker within §11's second (+ slack)
-            with lock:
-                manage.revoke(issued[2].record.id)
+            manage.revoke(issued[2].record.id)
             revoked = time.monotonic()
             wait_until(lambda: all(label(get(gw, issued[2].secret)) == "401 revoked_key"
-                                   for _ in range(4 * gw.workers)),
+                                   for _ in range(10 * gw.workers)),
                        "a revocation after recovery honoured by every worker", timeout=15)
             honoured = time.monotonic() - revoked
         store.close()
@@ -171,4 +167,4 @@ def test_a_change_made_while_postgres_restarts_twice_is_honoured_after_recovery(
     # served from the cache, or (once a reconnect dropped it, during the next outage) 503
     assert set(load.counts) <= {"200", "503 store_unavailable"}, load.counts
     assert len(seen) == gw.workers
-    assert honoured < 1.0 + 2.0, f"honoured only after {honoured:.1f} s"
+    assert honoured < 1.0 + 4.0, f"honoured only after {honoured:.1f} s"  # §11 + slack
