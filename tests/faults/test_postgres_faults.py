@@ -26,8 +26,8 @@ from tests.support.faults import Forwarder, Load, forwarding, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
-#: The documented bound of one request that needs the store: a query cut off at
-#: query_timeout + grace, its one retry waiting for a connection for pool_timeout.
+#: The documented bound of one request that needs the store: a wait for a connection
+#: (pool_timeout), then the query, cut off at query_timeout + grace.
 STORE_BOUND = QUERY_TIMEOUT + GRACE + POOL_TIMEOUT
 SLACK = 8.0  # a loaded 2-core machine: generous, and still far below "hangs"
 OUTAGE_START = r"store unavailable: "
@@ -131,13 +131,8 @@ def test_a_change_made_while_postgres_restarts_twice_is_honoured_after_recovery(
         prefix = keys.split_prefix(issued[0].secret) or ""
         for key in issued:
             every_worker(gw, key.secret, "200", timeout=30)
-        seen: set[str] = set()
-
         def cached() -> str:
-            response = get(gw, issued[0].secret)
-            if response.status_code == 200:
-                seen.add(response.text)
-            return label(response)
+            return label(get(gw, issued[0].secret))
 
         with Load(cached, threads=WORKERS) as load:
             for restart in range(2):  # reset every connection; refused until it is back
@@ -166,5 +161,4 @@ def test_a_change_made_while_postgres_restarts_twice_is_honoured_after_recovery(
     print(f"\nPostgreSQL restarted twice: {dict(load.counts)}; honoured in {honoured:.2f} s")
     # served from the cache, or (once a reconnect dropped it, during the next outage) 503
     assert set(load.counts) <= {"200", "503 store_unavailable"}, load.counts
-    assert len(seen) == gw.workers
     assert honoured < 1.0 + 4.0, f"honoured only after {honoured:.1f} s"  # §11 + slack
