@@ -85,9 +85,19 @@ class StoredBackends:
     requests that name a backend not known yet; until then they get
     ``backend_unavailable``, never another backend. A stored record with a name the
     config defines is ignored (the configured backend wins; the CLI refuses such names).
+
+    A request naming a backend this process does not serve yet reloads once (at most once
+    a second per name) before it is refused: moving a customer is ``backends add`` then
+    ``customers update``, and a worker that verifies the customer afresh (a cache miss)
+    can read the new placement before it has heard of the new backend. Without the
+    reload that request would be a 502 during a move; the risk it bounds is a key whose
+    metadata names a backend that does not exist costing one store query per second per
+    process, never one per request.
     """
 
     RETRY_SECONDS = 1.0
+    #: how many unknown names' retry times are remembered (bounded: names come from metadata)
+    MISSED_NAMES = 1024
 
     def __init__(self, store: KeyStore, *, signing_secret: str = "",
                  configured: Collection[str] = ()) -> None:
@@ -97,6 +107,7 @@ class StoredBackends:
         self._served: dict[str, tuple[BackendRecord, WSGIApplication]] = {}
         self._loaded = False
         self._next_try = 0.0
+        self._missed: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def names(self) -> list[str]:
@@ -104,10 +115,22 @@ class StoredBackends:
 
     def get(self, name: str) -> WSGIApplication | None:
         entry = self._served.get(name)
-        if entry is None and not self._loaded and time.monotonic() >= self._next_try:
+        if entry is None and self._may_reload(name):
             self.load()
             entry = self._served.get(name)
         return entry[1] if entry is not None else None
+
+    def _may_reload(self, name: str) -> bool:
+        """Whether a miss on ``name`` may read the store again (see the class docstring)."""
+        now = time.monotonic()
+        if not self._loaded:
+            return now >= self._next_try
+        if self._missed.get(name, 0.0) > now:
+            return False
+        if len(self._missed) >= self.MISSED_NAMES:
+            self._missed.clear()
+        self._missed[name] = now + self.RETRY_SECONDS
+        return True
 
     def load(self) -> None:
         """Read the store's backends and serve them; keep the old set if it is down."""

@@ -130,10 +130,14 @@ class EnvRouter:
         return BackendManager(self.store, self.settings, notify=self.on_change)
 
     def on_change(self, change: Change) -> None:
-        """A key, customer or stored backend changed (here, or pushed by the store)."""
-        self.authenticator.on_change(change)
+        """A key, customer or stored backend changed (here, or pushed by the store).
+
+        Backends are reloaded before cached verdicts are dropped: a ``Change("all")`` may
+        carry both a new backend and a customer moved onto it, and the customer must not
+        be read afresh while the backend is still unknown here (a 502 during a move)."""
         if change.kind in ("backend", "all"):
             self.stored_backend_apps.load()
+        self.authenticator.on_change(change)
 
     def close(self) -> None:
         """Release what this gateway opened: store pools and listeners, proxy pools,
