@@ -65,6 +65,7 @@ class Listener:
         self.connect_kwargs = {**KEEPALIVES, **(connect_kwargs or {})}
         self.pid = os.getpid()
         self.connected = threading.Event()
+        self._reported = False  # the current loss has been logged (once per outage)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="envroute-listen", daemon=True)
 
@@ -76,14 +77,23 @@ class Listener:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
+        """Reconnect with back-off. An outage is one warning when it starts and one line when
+        it ends: a retry per back-off step at warning level was a line every few seconds per
+        worker for as long as the server refused (the one-line-per-failure rule, §10)."""
         delay = BACKOFF_MIN
         while not self._stop.is_set():
             try:
                 self._listen()
             except psycopg.Error as exc:
                 text = str(exc).strip()
-                logger.warning("PostgreSQL LISTEN %s lost (%s); reconnecting in %.1fs",
-                               self.channel, text.splitlines()[0] if text else exc, delay)
+                cause = text.splitlines()[0] if text else str(exc)
+                if self.connected.is_set() or not self._reported:
+                    self._reported = True
+                    logger.warning("PostgreSQL LISTEN %s lost (%s); reconnecting with back-off",
+                                   self.channel, cause)
+                else:
+                    logger.debug("PostgreSQL LISTEN %s still lost (%s); next try in %.1fs",
+                                 self.channel, cause, delay)
             if self.connected.is_set():  # it worked until now: start the back-off again
                 self.connected.clear()
                 delay = BACKOFF_MIN
@@ -98,6 +108,9 @@ class Listener:
             with WATCHDOG.guard(HEARTBEAT_TIMEOUT, lambda: sever(fileno)):
                 connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
             self.connected.set()
+            if self._reported:
+                self._reported = False
+                logger.warning("PostgreSQL LISTEN %s back", self.channel)
             self.notify(Change("all"))  # whatever changed while we were not listening
             while not self._stop.is_set():
                 for notification in connection.notifies(timeout=HEARTBEAT):

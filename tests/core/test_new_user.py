@@ -8,14 +8,18 @@ wrong and how to fix it, and a secret pasted where an id belongs is never printe
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
+import requests
 
-from tests.support.processes import BIN, free_port, gunicorn_command
+from tests.support.processes import BIN, free_port, gunicorn_command, stop, wait_for_port
+from tests.support.services import require_postgres
 
 pytestmark = pytest.mark.slow
 
@@ -240,3 +244,74 @@ def test_serve_on_a_busy_port_is_one_line_before_serving_on(project: Path) -> No
                      "127.0.0.1", "--port", str(port))
     line = one_line(result)
     assert f"127.0.0.1:{port}" in line and "serving on" not in result.stdout, line
+
+
+def refusing_postgres(kind: str) -> tuple[str, str]:
+    """(store URL, the words the one line must hold) for a PostgreSQL that refuses."""
+    base = require_postgres().rsplit("/", 1)[0]
+    host = base.split("://", 1)[1].rsplit("@", 1)[-1]
+    if kind == "database":
+        return f"{base}/envroute_no_such_database", 'database "envroute_no_such_database"'
+    if kind == "user":
+        return f"postgresql://envroute_no_such_role@{host}/test", 'role "envroute_no_such_role"'
+    return f"postgresql://127.0.0.1:{free_port()}/test", "refused"
+
+
+@pytest.mark.parametrize("kind", ["database", "user", "refused"])
+@pytest.mark.parametrize("command", [["check"], ["keys", "list"], ["customers", "list"]])
+def test_a_postgresql_that_refuses_is_one_line_with_the_real_cause(
+        project: Path, kind: str, command: list[str]) -> None:
+    url, says = refusing_postgres(kind)
+    args = [*command, "--store", url]
+    if command == ["check"]:
+        args += ["--app", "myproject:create_app()"]
+    line = one_line(run(project, *args))
+    assert says in line and "couldn't get a connection" not in line, line
+
+
+def test_gunicorn_on_a_refusing_postgresql_says_why_without_chatter(project: Path) -> None:
+    """A store that is down is not a boot failure (requests get 503 until it answers), but
+    each worker says so with the real cause, and its change listener's retries are one line
+    per outage, not one per back-off step."""
+    url, says = refusing_postgres("database")
+    (project / "envroute.toml").write_text(GATEWAY.replace("sqlite:///envroute.db", url))
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(ENVROUTE_CONFIG="envroute.toml", ENVROUTE_SECRET=SECRET)
+    log = project / "gunicorn.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(gunicorn_command("envroute.wsgi:app", port, workers=1),
+                                   cwd=project, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+        try:
+            wait_for_port(port, process, timeout=60)
+            for _ in range(5):
+                answer = requests.get(f"http://127.0.0.1:{port}/v1/charges", timeout=30,
+                                      headers={"Authorization": "Bearer sk_test_x"})
+                assert answer.status_code in (401, 503), answer.text
+        finally:
+            stop(process)
+    output = log.read_text(errors="replace")
+    assert "Traceback" not in output and "couldn't get a connection" not in output, output
+    assert says in output, output
+    assert output.count("LISTEN envroute_changes lost") <= 1, output
+
+
+def test_a_refusing_listener_warns_once_per_outage(caplog: pytest.LogCaptureFixture) -> None:
+    """The change listener retries with back-off; only the first failure is a warning."""
+    from envroute.stores.pglisten import Listener
+
+    caplog.set_level(logging.DEBUG, logger="envroute")
+    listener = Listener(f"postgresql://127.0.0.1:{free_port()}/test", "envroute_changes",
+                        lambda change: None)
+    listener.start()
+    try:
+        deadline = time.monotonic() + 60
+        while len([r for r in caplog.records if "still lost" in r.getMessage()]) < 2:
+            assert time.monotonic() < deadline, caplog.text
+            time.sleep(0.05)
+    finally:
+        listener.stop()
+    lost = [r for r in caplog.records if "LISTEN" in r.getMessage()
+            and r.levelno >= logging.WARNING]
+    assert len(lost) == 1 and "refused" in lost[0].getMessage(), caplog.text
