@@ -69,6 +69,10 @@ class CustomerManager(Managed):
 
     def create(self, customer_id: str, *, name: str = "",
                metadata: Mapping[str, Any] | None = None) -> CustomerRecord:
+        if looks_like_secret(customer_id, self.settings):
+            # A secret fits the id alphabet: stored as an id it would be shown everywhere.
+            raise KeyUsageError(f"{safe_id(customer_id, self.settings)} is a secret, not a "
+                                "customer id")
         if not CUSTOMER_ID.match(customer_id):
             raise KeyUsageError(f"{safe_id(customer_id, self.settings)!r} is not a customer "
                                 "id: 1-64 characters of A-Za-z0-9_.:-")

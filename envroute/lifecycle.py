@@ -21,7 +21,7 @@ from typing import Any
 
 from . import keys
 from .audit import Managed, diff
-from .errors import EnvrouteError, KeyNotFound
+from .errors import CustomerNotFound, EnvrouteError, KeyNotFound
 from .settings import Settings
 from .stores.base import Change, KeyRecord, UsageDay, iso, utcnow
 
@@ -132,13 +132,19 @@ class KeyManager(Managed):
     def get(self, key_id: str) -> KeyRecord:
         return self.store.get(self._id(key_id))
 
+    def _customer(self, customer_id: str) -> None:
+        """Raise CustomerNotFound for an unknown id, never echoing a secret typed as one."""
+        if looks_like_secret(customer_id, self.settings):
+            raise CustomerNotFound(f"no customer {safe_id(customer_id, self.settings)}")
+        self.store.get_customer(customer_id)
+
     def list(self, *, environment: str | None = None, customer_id: str | None = None,
              status: str | None = None) -> list[KeyRecord]:
         """Every key, oldest first, narrowed by the filters that are given."""
         if status is not None and status not in STATUSES:
             raise KeyUsageError(f"unknown status {status!r} (one of: {', '.join(STATUSES)})")
         if customer_id is not None:
-            self.store.get_customer(customer_id)  # CustomerNotFound for a typo
+            self._customer(customer_id)  # CustomerNotFound for a typo
             records = self.store.list_customer_keys(customer_id)
         else:
             records = self.store.list_keys()
@@ -188,7 +194,7 @@ class KeyManager(Managed):
             raise KeyUsageError("--expires-in must be longer than 0s (leave it out: "
                                 "no expiry)")
         if customer_id is not None:
-            self.store.get_customer(customer_id)  # unknown: CustomerNotFound, nothing made
+            self._customer(customer_id)  # unknown: CustomerNotFound, nothing made
         self.recorder.prepare()
         prefix = env.restricted_prefix if scope_list else env.prefix
         secret = keys.generate_secret(prefix)
@@ -267,8 +273,11 @@ class KeyManager(Managed):
         """The key a (leaked) secret belongs to, under ``secret`` or a previous one."""
         secret = secret.strip()
         if keys.parse(secret) is None:
-            raise KeyNotFound(f"{safe_id(secret, self.settings) or 'that'} is not a "
-                              "well-formed key (wrong length or checksum)")
+            # Whatever was read here was meant as a secret: never echo more than its ends.
+            prefix = keys.split_prefix(secret) or ""
+            shown = (f"{prefix if len(prefix) <= 8 else ''}…{secret[-4:]}"
+                     if len(secret) > 12 else "the text read")
+            raise KeyNotFound(f"{shown} is not a well-formed key (wrong length or checksum)")
         for secret_key in (self.settings.secret_key,
                            *(s.encode() for s in self.settings.previous_secrets)):
             record = self.store.find_key_by_hash(keys.hash_key(secret_key, secret))
