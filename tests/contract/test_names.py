@@ -86,9 +86,12 @@ def test_environment_of_something_else_is_none() -> None:
     assert ids.environment_of("ch_1") is None
 
 
+SIGNING = "sign"
+
+
 def _signed(t: int, key_id: str = "key_1", environment: str = "sandbox",
             customer: str = "acme", metadata: str = '{"tier":"pro"}',
-            secret: str = "sign") -> list[tuple[str, str]]:
+            secret: str = SIGNING) -> list[tuple[str, str]]:
     message = f"{t}\n{key_id}\n{environment}\n{customer}\n{metadata}"
     mac = hmac.new(secret.encode(), message.encode(), hashlib.sha256).hexdigest()
     headers = [("Envroute-Key-Id", key_id), ("Envroute-Environment", environment),
