@@ -1,0 +1,120 @@
+"""§10's mirrors: ``flask envroute …`` and ``manage.py envroute_keys|envroute_customers|
+envroute_backends`` take the CLI's flags and answer with its ``--json`` fields and exit
+statuses. One table of steps, run through each front end against a SQLite store of its own
+(``--store``), so a flag or field that one front end lacks fails here by name."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.apps import SECRET
+
+from .conftest import ENVROUTE
+from .test_cli import CREATED, CUSTOMER, RECORD
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG: dict[str, Any] = {
+    "secret": SECRET,
+    "routes": [{"when": {"environment": ["sandbox", "production"]}, "backend": "app"}],
+}
+TOML = (f'secret = "{SECRET}"\n[[routes]]\n'
+        'when = {environment = ["sandbox", "production"]}\nbackend = "app"\n')
+
+#: One front end: (group, args) -> (exit status, stdout).
+Runner = Callable[[str, list[str]], tuple[int, str]]
+
+
+def cli_runner(tmp_path: Path, store: str) -> Runner:
+    (tmp_path / "envroute.toml").write_text(TOML)
+
+    def run(group: str, args: list[str]) -> tuple[int, str]:
+        result = subprocess.run([ENVROUTE, "--config", "envroute.toml", "--store", store,
+                                 group, *args], cwd=tmp_path, capture_output=True,
+                                text=True, timeout=60)
+        return result.returncode, result.stdout
+    return run
+
+
+def flask_runner(tmp_path: Path, store: str) -> Runner:
+    from flask import Flask
+    from flask_envroute import EnvRoute
+
+    app = Flask(__name__)
+    app.config["ENVROUTE"] = {**CONFIG, "store": {"url": store}}
+    EnvRoute(app)
+
+    def run(group: str, args: list[str]) -> tuple[int, str]:
+        result = app.test_cli_runner().invoke(args=["envroute", group, *args])
+        return result.exit_code, result.stdout
+    return run
+
+
+def django_runner(tmp_path: Path, store: str) -> Runner:
+    env = {**os.environ, "EXAMPLE_DJANGO_DB": str(tmp_path / "dj.sqlite3"),
+           "EXAMPLE_DJANGO_SANDBOX_DB": str(tmp_path / "sandbox.sqlite3")}
+
+    def run(group: str, args: list[str]) -> tuple[int, str]:
+        action, *rest = args
+        result = subprocess.run([sys.executable, "manage.py", f"envroute_{group}", action,
+                                 "--store", store, *rest],
+                                cwd=ROOT / "example_django", env=env,
+                                capture_output=True, text=True, timeout=60)
+        return result.returncode, result.stdout
+    return run
+
+
+FRONT_ENDS = [
+    pytest.param(cli_runner, id="envroute"),
+    pytest.param(flask_runner, id="flask-envroute"),
+    pytest.param(django_runner, id="manage.py"),
+]
+
+#: (group, args, exit status, fields the --json answer holds, or None).
+STEPS: list[tuple[str, list[str], int, set[str] | None]] = [
+    ("customers", ["create", "acme", "--name", "Acme", "--meta", "tier=pro", "--json"], 0,
+     CUSTOMER),
+    ("customers", ["create", "acme"], 1, None),
+    ("keys", ["create", "--environment", "sandbox", "--customer", "acme", "--meta", "a=b",
+              "--name", "n", "--expires-in", "30d", "--actor", "ci", "--json"], 0, CREATED),
+    ("keys", ["create", "--environment", "sandbox", "--customer", "nope"], 1, None),
+    ("keys", ["create"], 2, None),
+    ("keys", ["list", "--environment", "sandbox", "--customer", "acme", "--status",
+              "active", "--json"], 0, RECORD),
+    ("customers", ["update", "acme", "--meta", "x=1", "--unset-meta", "tier", "--name",
+                   "A", "--json"], 0, CUSTOMER),
+    ("customers", ["list", "--json"], 0, CUSTOMER),
+    ("customers", ["disable", "acme"], 0, None),
+    ("customers", ["enable", "acme"], 0, None),
+    ("customers", ["usage", "acme", "--days", "30", "--json"], 0, None),
+    ("keys", ["expiring", "--within", "60d", "--json"], 0, None),
+    ("backends", ["add", "dedicated-1", "--url", "http://127.0.0.1:9", "--timeout", "5s",
+                  "--connect-timeout", "1s", "--strip-prefix", "/v1", "--pool-size", "2"],
+     0, None),
+    ("backends", ["add", "bad", "--url", "ftp://x"], 1, None),
+    ("backends", ["update", "dedicated-1", "--timeout", "9s"], 0, None),
+    ("backends", ["show", "dedicated-1", "--json"], 0, {"name", "url"}),
+    ("backends", ["list", "--json"], 0, {"name", "url"}),
+    ("backends", ["remove", "dedicated-1"], 0, None),
+    ("backends", ["remove", "dedicated-1"], 1, None),
+]
+
+
+@pytest.mark.parametrize("front_end", FRONT_ENDS)
+def test_mirrors_take_the_clis_flags(tmp_path: Path,
+                                     front_end: Callable[[Path, str], Runner]) -> None:
+    run = front_end(tmp_path, f"sqlite:///{tmp_path / 'keys.db'}")
+    for group, args, status, fields in STEPS:
+        code, out = run(group, args)
+        assert code == status, (group, args, out)
+        if fields is not None:
+            answer = json.loads(out)
+            for item in answer if isinstance(answer, list) else [answer]:
+                assert set(item) >= fields, (group, args, sorted(item))
