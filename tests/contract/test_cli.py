@@ -191,3 +191,24 @@ def test_update_and_usage_and_expiring(cli: Cli) -> None:
     assert (cleared["metadata"], cleared["expires_at"]) == ({}, None)
     assert cli.json("keys", "expiring", "--within", "7d") == []
     assert cli.json("keys", "usage", key_id, "--days", "30") == []
+
+
+def test_usage_days_have_date_requests_errors(cli: Cli) -> None:
+    from werkzeug.test import Client
+
+    from envroute import EnvRouter
+
+    cli.run("customers", "create", "acme")
+    created = cli.json("keys", "create", "--environment", "sandbox", "--customer", "acme")
+    gateway = EnvRouter(None, str(cli.cwd / "envroute.toml"))
+    try:
+        client = Client(gateway)
+        auth = {"Authorization": f"Bearer {created['key']}"}
+        assert client.get("/v1/charges", headers=auth).status_code == 200
+        assert client.get("/nowhere", headers=auth).status_code == 404
+    finally:
+        gateway.close()  # flushes the usage batch
+    for args in (["keys", "usage", created["id"]], ["customers", "usage", "acme"]):
+        days = cli.json(*args, "--days", "30")
+        assert [set(day) for day in days] == [{"date", "requests", "errors"}]
+        assert (days[0]["requests"], days[0]["errors"]) == (2, 1)
