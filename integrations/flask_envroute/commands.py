@@ -12,6 +12,7 @@ honours them at once and the audit log names the ``--actor`` (default: the OS us
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import replace
 
@@ -59,6 +60,13 @@ def _run(ctx: click.Context, group: str) -> None:
                 store.close()
     except EnvrouteError as exc:
         click.echo(f"flask envroute: error: {' '.join(str(exc).split())}", err=True)
+        ctx.exit(1)
+    except Exception as exc:  # §10: one line whatever the cause, as envroute's own
+        if os.environ.get("ENVROUTE_DEBUG"):
+            raise
+        text = " ".join(str(exc).split())
+        click.echo(f"flask envroute: error: {type(exc).__name__}{': ' + text if text else ''}"
+                   " (ENVROUTE_DEBUG=1 shows the traceback)", err=True)
         ctx.exit(1)
     sys.stdout.flush()
     ctx.exit(code)

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from envroute.stores.sqlite import SQLiteStore
 from tests.support.apps import SECRET
 
 from .conftest import ENVROUTE
@@ -118,3 +119,28 @@ def test_mirrors_take_the_clis_flags(tmp_path: Path,
             answer = json.loads(out)
             for item in answer if isinstance(answer, list) else [answer]:
                 assert set(item) >= fields, (group, args, sorted(item))
+
+
+class _BrokenStore(SQLiteStore):
+    """A store whose listing fails with something that is not envroute's own error."""
+
+    def list_keys(self) -> Any:
+        raise RuntimeError("disk\nsaid no")
+
+
+def test_flask_mirror_fails_in_one_line_whatever_the_cause(tmp_path: Path) -> None:
+    from flask import Flask
+    from flask_envroute import EnvRoute, get_state
+
+    url = f"sqlite:///{tmp_path / 'keys.db'}"
+    app = Flask(__name__)
+    app.config["ENVROUTE"] = {**CONFIG, "store": {"url": url}}
+    EnvRoute(app, store=_BrokenStore(url))
+    try:
+        result = app.test_cli_runner().invoke(args=["envroute", "keys", "list"])
+        assert result.exit_code == 1
+        assert result.stderr.strip().splitlines() == [
+            "flask envroute: error: RuntimeError: disk said no "
+            "(ENVROUTE_DEBUG=1 shows the traceback)"]
+    finally:
+        get_state(app).close()

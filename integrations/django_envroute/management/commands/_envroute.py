@@ -13,6 +13,7 @@ them at once, the audit log names ``--actor`` (default: the OS user) and the
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import replace
 from typing import Any, TextIO, cast
 
@@ -79,3 +80,9 @@ class GroupCommand(BaseCommand):
                     store.close()
         except EnvrouteError as exc:
             raise CommandError(" ".join(str(exc).split())) from None
+        except Exception as exc:  # §10: one line whatever the cause, as envroute's own
+            if options.get("traceback") or os.environ.get("ENVROUTE_DEBUG"):
+                raise
+            text = " ".join(str(exc).split())
+            raise CommandError(f"{type(exc).__name__}{': ' + text if text else ''} "
+                               "(--traceback shows the traceback)") from None
