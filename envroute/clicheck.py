@@ -132,6 +132,22 @@ def _stored_backends(router: Any) -> list[dict[str, Any]]:
     return results
 
 
+def _hooks(settings: Any) -> list[dict[str, Any]]:
+    """Import ``[events] hooks`` as every command that changes something will, so a hook
+    that cannot be imported fails ``check`` instead of the first ``keys create``."""
+    from .audit import load_hooks
+    from .errors import ConfigError
+
+    hooks = settings.events.hooks
+    if not hooks:
+        return []
+    try:
+        load_hooks(hooks, settings.source)
+    except ConfigError as exc:
+        return [{"name": "events hooks", "ok": False, "detail": " ".join(str(exc).split())}]
+    return [{"name": "events hooks", "ok": True, "detail": f"{len(hooks)} imported"}]
+
+
 def _lints(router: Any) -> list[str]:
     from .lint import lint
 
@@ -153,6 +169,7 @@ def check(args: argparse.Namespace) -> int:
     for name, backend in sorted(router.backends.items()):
         results.append(_reach(name, backend))
     results.extend(_stored_backends(router))
+    results.extend(_hooks(router.settings))
     warnings = _lints(router)
     failed = [r for r in results if not r["ok"]]
     if args.json:
