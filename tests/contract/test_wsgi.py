@@ -46,6 +46,7 @@ def gateway(tmp_path: Path) -> Iterator[EnvRouter]:
         "scopes": {"charges:read": ["GET /v1/charges"]},
         "health": {"path": "/healthz"},
         "logging": {"format": "json"},
+        "auth": {"query_param": "api_key"},
         "routes": [
             {"when": {"environment": "sandbox", "broken": "yes"}, "backend": "broken"},
             {"when": {"environment": "sandbox"}, "backend_from": "backend"},
@@ -222,3 +223,32 @@ def test_access_line_json_keys(gateway: EnvRouter, caplog: pytest.LogCaptureFixt
     assert (refused["status"], refused["code"], refused["key_id"], refused["backend"]) == (
         401, "missing_credentials", None, None)
     assert secret not in caplog.text
+
+
+def _basic(secret: str) -> str:
+    return "Basic " + base64.b64encode(f"{secret}:".encode()).decode()
+
+
+BAD = "sk_test_CCQeQzD66t0IG329U0pRFifCedrQFXjw2Yb3PX"
+
+
+@pytest.mark.parametrize(("headers", "query", "status"), [
+    pytest.param(lambda s: {"Authorization": f"Bearer {BAD}", "X-API-Key": s}, "", 401,
+                 id="bad-bearer-beats-good-header"),
+    pytest.param(lambda s: {"Authorization": _basic(BAD), "X-API-Key": s}, "", 401,
+                 id="bad-basic-beats-good-header"),
+    pytest.param(lambda s: {"X-API-Key": BAD}, "good", 401,
+                 id="bad-header-beats-good-query"),
+    pytest.param(lambda s: {"Authorization": f"Bearer {s}", "X-API-Key": BAD}, "", 200,
+                 id="good-bearer-first"),
+    pytest.param(lambda s: {}, "good", 200, id="query-when-configured"),
+])
+def test_first_credential_decides_alone(gateway: EnvRouter,
+                                        headers: Callable[[str], dict[str, str]],
+                                        query: str, status: int) -> None:
+    secret = _keys(gateway).create("sandbox").secret
+    path = f"/v1/charges?a=1&api_key={secret}&b=2" if query else "/v1/charges"
+    response = Client(gateway).get(path, headers=headers(secret))
+    assert response.status_code == status
+    if status == 200:
+        assert json.loads(response.get_data())["leaked"] == []
