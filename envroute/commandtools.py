@@ -94,7 +94,9 @@ def meta_argument(text: str) -> tuple[str, str]:
     """``K=V`` for ``--meta``; the value is a string (JSON lives in the admin)."""
     name, sep, value = text.partition("=")
     if not sep or not name:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+        # Never echoed: a secret pasted here by mistake would be printed in full.
+        raise argparse.ArgumentTypeError("expected KEY=VALUE (no '=' or no KEY in the value "
+                                         "given)")
     return name, value
 
 

@@ -184,11 +184,13 @@ class KeyManager(Managed):
         env = self.settings.environments.get(environment)
         if env is None:
             known = ", ".join(self.settings.environments)
-            raise KeyUsageError(f"unknown environment {environment!r} (configured: {known})")
+            raise KeyUsageError(f"unknown environment {safe_id(environment, self.settings)!r}"
+                                f" (configured: {known})")
         scope_list = tuple(dict.fromkeys(scopes))
         undefined = [s for s in scope_list if s not in self.settings.scopes]
         if undefined:
-            raise KeyUsageError(f"scope {undefined[0]!r} is not defined in [scopes]")
+            raise KeyUsageError(f"scope {safe_id(undefined[0], self.settings)!r} is not "
+                                "defined in [scopes]")
         own = check_metadata(metadata or {}, "key")
         if expires_in is not None and expires_in <= 0:
             raise KeyUsageError("--expires-in must be longer than 0s (leave it out: "

@@ -54,6 +54,10 @@ class BackendManager(Managed):
         ``given`` names the fields the user set; the others take the config's defaults
         (``connect_timeout`` follows ``timeout`` as it does in a config file).
         """
+        if looks_like_secret(record.name, self.settings):
+            # A secret fits the name alphabet: stored as a name it would be shown everywhere.
+            raise KeyUsageError(f"{safe_id(record.name, self.settings)} is a secret, not a "
+                                "backend name")
         if not BACKEND_NAME.match(record.name):
             raise KeyUsageError(f"{safe_id(record.name, self.settings)!r} is not a backend "
                                 "name: 1-64 characters of A-Za-z0-9_-")

@@ -161,6 +161,14 @@ TYPO = "sk_test_CCQeQzD66t0IG329U0pRFifCedrQFXjw2Yb3PX"
     pytest.param(["customers", "create", TYPO], "", id="customers-create"),
     pytest.param(["customers", "show", TYPO], "", id="customers-show"),
     pytest.param(["explain", TYPO, "GET", "/v1/charges"], "", id="explain"),
+    pytest.param(["keys", "create", "--environment", TYPO], "", id="environment"),
+    pytest.param(["keys", "create", "--environment", "sandbox", "--scope", TYPO], "",
+                 id="scope"),
+    pytest.param(["keys", "create", "--environment", "sandbox", "--meta", TYPO], "",
+                 id="meta"),
+    pytest.param(["backends", "add", TYPO, "--url", "http://127.0.0.1:9"], "",
+                 id="backends-add"),
+    pytest.param(["backends", "show", TYPO], "", id="backends-show"),
 ])
 def test_a_secret_typed_anywhere_is_never_shown(cli: Cli, args: list[str],
                                                 stdin: str) -> None:
@@ -170,6 +178,7 @@ def test_a_secret_typed_anywhere_is_never_shown(cli: Cli, args: list[str],
     assert secret not in output
     assert secret[8:-4] not in output
     assert cli.json("customers", "list") == []  # nothing stored under a secret's name
+    assert cli.json("backends", "list") == []
 
 
 def test_revoke_by_secret_prints_the_key_id(cli: Cli) -> None:
