@@ -191,7 +191,9 @@ def run_group(group: str, args: argparse.Namespace, store: Any, settings: Any, *
     from .commandtools import Managers
 
     if group in ("keys", "customers"):
-        verify_secrets(store, settings)
+        from .secrets import verify_store_secrets
+
+        verify_store_secrets(store, settings)  # one clear line on a store of another secret
     if managers is None:
         managers = Managers.build(store, settings, actor=getattr(args, "actor", None))
     out, err = out or sys.stdout, err or sys.stderr
@@ -203,14 +205,6 @@ def run_group(group: str, args: argparse.Namespace, store: Any, settings: Any, *
     if group == "keys":
         return int(runner(args.action, args, managers, out, err, sys.stdin))
     return int(runner(args.action, args, managers, out, err))
-
-
-def verify_secrets(store: Any, settings: Any) -> int:
-    """:func:`envroute.secrets.verify_store_secrets`: how many key secrets still need a
-    previous secret; one clear line when the store holds keys of an unknown secret."""
-    from .secrets import verify_store_secrets
-
-    return verify_store_secrets(store, settings)
 
 
 if __name__ == "__main__":  # pragma: no cover

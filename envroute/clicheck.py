@@ -155,12 +155,12 @@ def _lints(router: Any) -> list[str]:
 
 
 def check(args: argparse.Namespace) -> int:
-    from .cli import verify_secrets
+    from .secrets import verify_store_secrets
 
     router = build_router(args, placeholder=True)
     results: list[dict[str, Any]] = []
     router.store.migrate()
-    previous = verify_secrets(router.store, router.settings)
+    previous = verify_store_secrets(router.store, router.settings)
     detail = redact_url(router.settings.store_url)
     if previous:
         detail += (f" ({previous} key secret{'s' if previous != 1 else ''} still under a "
