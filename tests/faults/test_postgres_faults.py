@@ -49,7 +49,8 @@ def config(store_url: str) -> str:
 [store]
 url = "{store_url}"
 [auth]
-cache_ttl = "60s"   # only a change (or a reconnect's Change("all")) may end a verdict
+cache_ttl = "1h"    # only a change (or a reconnect's Change("all")) may end a verdict: a
+                    # 60 s TTL could run out during a slow run under load (a flaky 503)
 [backends.main]
 app = "tests.policies.apps:pid_app"
 """
