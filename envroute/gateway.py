@@ -74,7 +74,7 @@ class EnvRouter:
         self._given = builtin
         self.settings = settings = load_settings(config, builtin)
         self.store = store if store is not None else open_store(settings.store_url)
-        self._verify_store_secrets()
+        store_answered = self._verify_store_secrets()
         self.credentials = CredentialReader(settings.auth)
         self.authenticator: Authenticator = build_authenticator(settings, self.store)
         self.policies: tuple[Policy, ...] = build_policies(settings)
@@ -82,7 +82,8 @@ class EnvRouter:
         self.backends = build_backends(settings, builtin)
         self.stored_backend_apps = StoredBackends(
             self.store, signing_secret=settings.signing_secret, configured=self.backends)
-        self.stored_backend_apps.load()
+        if store_answered:  # else loaded on first need: one start-up line, not two
+            self.stored_backend_apps.load()
         self.access_log = accesslog.AccessLog(settings.logging)
         self.outage = accesslog.OutageLog()
         self.own_paths = OwnPaths()
@@ -95,14 +96,21 @@ class EnvRouter:
         if isinstance(self.store, InvalidationSource):
             self.store.subscribe(self.on_change)
 
-    def _verify_store_secrets(self) -> None:
-        """Refuse to start when the store's keys were made under an unknown secret."""
+    def _verify_store_secrets(self) -> bool:
+        """Refuse to start when the store's keys were made under an unknown secret.
+
+        False (after one warning line) when the store does not answer: starting is still
+        right, requests get 503 until it does, and stored backends load on first need.
+        """
         from .secrets import verify_store_secrets
 
         try:
             verify_store_secrets(self.store, self.settings)
-        except StoreUnavailable as exc:  # starting is still right: requests get 503 meanwhile
-            logger.warning("could not check the store's key secrets at start-up: %s", exc)
+        except StoreUnavailable as exc:
+            logger.warning("the store is unavailable at start-up (its key secrets are not "
+                           "checked, stored backends load when it answers): %s", exc)
+            return False
+        return True
 
     @classmethod
     def from_config(
