@@ -7,7 +7,9 @@ resource_missing`` (``application/problem+json``) and the view never runs: werkz
 matches the URL before Flask dispatches, and the converter raises
 :class:`ResourceMissing` there. :class:`~envroute.errors.EnvironmentMismatch` raised by a
 view (``flask_envroute.db`` refusing another environment's database) is answered
-``403 environment_mismatch`` the same way, instead of Flask's 500 page.
+``403 environment_mismatch`` the same way, instead of Flask's 500 page. Both are noted
+on the request's exchange (:func:`envroute.handler.refusal`), so the access line and the
+metrics' ``code`` label name the problem, as for the gateway's own refusals.
 
 :func:`init_app` is called by :meth:`flask_envroute.EnvRoute.init_app`. Werkzeug looks
 converters up when a rule is added, so call ``EnvRoute(app)`` / ``init_app`` before
@@ -24,6 +26,7 @@ from werkzeug.routing import BaseConverter
 
 from envroute import ids
 from envroute.errors import EnvironmentMismatch
+from envroute.handler import refusal
 from envroute.names import REQUEST_ID_KEY
 from envroute.problems import PROBLEM_CONTENT_TYPE, Problem
 from envroute.settings import Settings
@@ -70,13 +73,12 @@ def problem_response(problem: Problem) -> Response:
 
 
 def _resource_missing(exc: ResourceMissing) -> Response:
-    return problem_response(Problem("resource_missing", str(exc.description)))
+    return problem_response(refusal(request.environ,
+                                    Problem("resource_missing", str(exc.description))))
 
 
 def _environment_mismatch(exc: EnvironmentMismatch) -> Response:
-    current_app.logger.warning("refused: %s", exc)
-    return problem_response(Problem("environment_mismatch", "the request touched another "
-                                    "environment's data; its session was rolled back"))
+    return problem_response(refusal(request.environ, exc))  # logs it as the core does
 
 
 def _close_session(exc: BaseException | None = None) -> None:

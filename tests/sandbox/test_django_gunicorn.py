@@ -11,6 +11,7 @@ import secrets
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,7 +20,8 @@ from typing import Any
 import pytest
 import requests
 
-from tests.support.processes import free_port, gunicorn_command, running
+from tests.proxy.conftest import logged
+from tests.support.processes import free_port, gunicorn_command
 from tests.support.services import POSTGRES_URL, require_postgres
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,7 +70,7 @@ def bearer(key: str) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_the_fence_under_gunicorn(databases: dict[str, dict[str, Any]]) -> None:
+def test_the_fence_under_gunicorn(databases: dict[str, dict[str, Any]], tmp_path: Path) -> None:
     import os
 
     env = {**os.environ, "SANDBOX_TEST_DATABASES": json.dumps(databases)}
@@ -80,7 +82,8 @@ def test_the_fence_under_gunicorn(databases: dict[str, dict[str, Any]]) -> None:
     threaded = databases["default"]["ENGINE"].endswith("postgresql")
     command = gunicorn_command("tests.sandbox.django_wsgi:application", port,
                                worker_class="gthread" if threaded else "sync", threads=4)
-    with running(command, port=port, env=env, cwd=ROOT):
+    log = tmp_path / "gunicorn.log"
+    with logged(command, port=port, log=log, env=env, cwd=ROOT):
         url = f"http://127.0.0.1:{port}/v1"
         ids = {}
         for env_name, amount in (("sandbox", 5), ("production", 7)):
@@ -105,6 +108,7 @@ def test_the_fence_under_gunicorn(databases: dict[str, dict[str, Any]]) -> None:
         assert missing.status_code == 404
         assert missing.headers["Content-Type"] == "application/problem+json"
         assert missing.json()["code"] == "resource_missing"
+        refusals = {missing.headers["Request-Id"]: " 404 code=resource_missing "}
 
         for caller, other in (("sandbox", "default"), ("production", "sandbox")):
             for how in ("using", "raw", "swallowed"):
@@ -113,6 +117,16 @@ def test_the_fence_under_gunicorn(databases: dict[str, dict[str, Any]]) -> None:
                 assert refused.status_code == 403, (caller, how, refused.text)
                 assert refused.json()["code"] == "environment_mismatch"
                 assert refused.json()["request_id"] == refused.headers["Request-Id"]
+                refusals[refused.headers["Request-Id"]] = " 403 code=environment_mismatch "
         # every view wrote first, then was refused: all of those writes were rolled back
         assert rows(databases["sandbox"]) == [(ids["sandbox"], 5)]
         assert rows(databases["default"]) == [(ids["production"], 7)]
+        # the access lines (stderr, as gunicorn shows them) name each refusal's code
+        deadline = time.monotonic() + 30
+        while True:
+            lines = {line.split(" ", 1)[0]: line for line in log.read_text().splitlines()}
+            if set(refusals) <= set(lines) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        for request_id, expected in refusals.items():
+            assert expected in lines.get(request_id, "(no line)"), (expected, request_id)

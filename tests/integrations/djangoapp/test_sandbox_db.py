@@ -45,6 +45,13 @@ def rows(alias: str) -> list[tuple[Any, ...]]:
         return db.execute(sql).fetchall()
 
 
+def access_line(caplog: pytest.LogCaptureFixture, request_id: str) -> str:
+    """The one access line of the request ``request_id`` (as the text format writes it)."""
+    (line,) = [r.getMessage() for r in caplog.records
+               if r.name == "envroute.access" and r.getMessage().startswith(request_id)]
+    return line
+
+
 @pytest.fixture(params=PAIRS)
 def aliases(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
             ) -> Iterator[tuple[str, str]]:
@@ -90,11 +97,14 @@ def test_each_environment_writes_and_reads_its_own_database(
 ])
 def test_envroute_id_of_another_environment_is_resource_missing(
         aliases: tuple[str, str], keys: dict[str, str], owner: str, caller: str,
-        status: int) -> None:
+        status: int, caplog: pytest.LogCaptureFixture) -> None:
     made = Client().post("/v1/entries", {"amount": 3}, content_type="application/json",
                          headers=bearer(keys[owner])).json()["id"]
-    response = Client().get(f"/v1/entries/{made}", headers=bearer(keys[caller]))
+    with caplog.at_level("INFO", logger="envroute.access"):
+        response = Client().get(f"/v1/entries/{made}", headers=bearer(keys[caller]))
     assert response.status_code == status
+    line = access_line(caplog, response["Request-Id"])
+    assert f" {status} code={'resource_missing' if status == 404 else '-'} " in line
     if status == 404:
         problem = problem_of(response.content)
         assert problem["code"] == "resource_missing"
@@ -105,11 +115,15 @@ def test_envroute_id_of_another_environment_is_resource_missing(
 
 @pytest.mark.parametrize("how", ["using", "raw", "fenced", "swallowed"])
 def test_touching_another_environment_is_403_and_rolls_back(
-        aliases: tuple[str, str], keys: dict[str, str], how: str) -> None:
+        aliases: tuple[str, str], keys: dict[str, str], how: str,
+        caplog: pytest.LogCaptureFixture) -> None:
     sandbox, live = aliases
-    response = Client().post(f"/v1/cross/{how}", {"other": live},
-                             content_type="application/json", headers=bearer(keys["sandbox"]))
+    with caplog.at_level("INFO", logger="envroute.access"):
+        response = Client().post(f"/v1/cross/{how}", {"other": live},
+                                 content_type="application/json",
+                                 headers=bearer(keys["sandbox"]))
     assert response.status_code == 403
+    assert " 403 code=environment_mismatch " in access_line(caplog, response["Request-Id"])
     problem = problem_of(response.content)
     assert problem["code"] == "environment_mismatch"
     assert live not in problem["detail"]  # aliases are the operator's business

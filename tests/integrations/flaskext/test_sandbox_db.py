@@ -6,13 +6,17 @@ Each case runs on two SQLite files and on two PostgreSQL databases made for the 
 
 from __future__ import annotations
 
+import json
+import logging
 import secrets
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from flask import Flask, request
 from flask_envroute import EnvRoute, current_identity, get_state
 from sqlalchemy import String, select
@@ -20,7 +24,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from envroute import IssuedKey
 from envroute.ids import new_id
-from tests.integrations.conftest import bearer, problem_of
+from tests.integrations.conftest import Upstream, bearer, problem_of
+from tests.metrics.support import delta, parse, value
 from tests.support.services import POSTGRES_URL, require_postgres
 
 
@@ -201,3 +206,71 @@ def test_requests_in_one_app_context_get_their_own_sessions(app: Flask, urls: di
         assert client.get("/v1/entries", headers=bearer(keys["sandbox"])).json == {
             "data": [made]}
     assert rows(urls["production"]) == []
+
+
+SCRAPE_TOKEN = "scrape-token-0123456789"
+
+
+def wait_for_lines(caplog: pytest.LogCaptureFixture, request_ids: list[str]) -> list[str]:
+    """The access lines of ``request_ids``, in that order, once all are written."""
+    deadline = time.monotonic() + 30
+    while True:
+        lines = {request_id: r.getMessage() for r in caplog.records
+                 if r.name == "envroute.access" for request_id in request_ids
+                 if request_id in r.getMessage()}
+        if len(lines) == len(request_ids) or time.monotonic() > deadline:
+            return [lines.get(request_id, "(no line)") for request_id in request_ids]
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_the_apps_refusals_carry_their_code_in_access_lines_and_metrics(
+        base_config: dict[str, Any], urls: dict[str, str], caplog: pytest.LogCaptureFixture,
+        fmt: str) -> None:
+    """Over HTTP: the 404 of the converter and the 403 of the session's fence are logged
+    and counted with their problem code, as the gateway's own refusals are."""
+    config = {**base_config, "logging": {"format": fmt},
+              "metrics": {"path": "/metrics", "token": SCRAPE_TOKEN}}
+    flask_app = build(config, urls)
+    manager = get_state(flask_app).key_manager()
+    sandbox, live = (manager.create(env).secret for env in ("sandbox", "production"))
+    caplog.set_level(logging.INFO, logger="envroute.access")
+    try:
+        with Upstream(flask_app) as server:
+            def scrape() -> dict[Any, float]:
+                answer = requests.get(f"{server.url}/metrics", timeout=30,
+                                      headers=bearer(SCRAPE_TOKEN))
+                assert answer.status_code == 200
+                return parse(answer.text)
+
+            made = requests.post(f"{server.url}/v1/entries", json={"amount": 1}, timeout=30,
+                                 headers=bearer(live)).json()["id"]
+            before = scrape()
+            caplog.clear()
+            answers = [requests.get(f"{server.url}/v1/entries/{made}", headers=bearer(sandbox),
+                                    timeout=30),
+                       requests.post(f"{server.url}/v1/cross", headers=bearer(live),
+                                     timeout=30)]
+            ids = [answer.headers["Request-Id"] for answer in answers]
+            lines = wait_for_lines(caplog, ids)  # written when the server closes a response
+            changes = delta(before, scrape())
+    finally:
+        get_state(flask_app).store.close()
+    assert [(a.status_code, problem_of(a.content)["code"]) for a in answers] == [
+        (404, "resource_missing"), (403, "environment_mismatch")]
+    expected = [(answer.headers["Request-Id"], env, answer.status_code, code)
+                for answer, env, code in ((answers[0], "sandbox", "resource_missing"),
+                                          (answers[1], "production", "environment_mismatch"))]
+    if fmt == "json":
+        logged = [json.loads(line) for line in lines]
+        assert [(f["request_id"], f["environment"], f["status"], f["code"])
+                for f in logged] == expected
+    else:
+        for line, (request_id, env, status, code) in zip(lines, expected, strict=True):
+            assert line.startswith(f"{request_id} ") and f" env={env} " in line
+            assert f" {status} code={code} " in line, line
+    for env, code in (("sandbox", "resource_missing"), ("production", "environment_mismatch")):
+        assert value(changes, "envroute_requests_total", environment=env, backend="app",
+                     code=code) == 1, changes
+    assert not [k for k in changes if k[0] == "envroute_requests_total"
+                and ("code", "ok") in k[1]], changes
