@@ -29,6 +29,7 @@ class Gateway:
     url: str
     log: Path
     workers: int
+    pid: int  # gunicorn's master
 
     def read_log(self) -> str:
         return self.log.read_text(errors="replace")
@@ -45,8 +46,8 @@ def gateway(directory: Path, config: str, *, workers: int = WORKERS) -> Iterator
     port = free_port()
     log = directory / "gunicorn.log"
     with logged(gunicorn_command("envroute.wsgi:app", port, workers=workers), port=port,
-                log=log, env={"ENVROUTE_CONFIG": str(path)}, cwd=ROOT):
-        yield Gateway(f"http://127.0.0.1:{port}", log, workers)
+                log=log, env={"ENVROUTE_CONFIG": str(path)}, cwd=ROOT) as master:
+        yield Gateway(f"http://127.0.0.1:{port}", log, workers, master.pid)
 
 
 def label(response: requests.Response) -> str:

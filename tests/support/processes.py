@@ -73,3 +73,27 @@ def gunicorn_command(app: str, port: int, *, workers: int = 2, threads: int = 1,
     if worker_class == "gthread":
         command += ["--threads", str(threads)]
     return command
+
+
+def gunicorn_workers(master: int) -> set[int]:
+    """The live worker processes of the gunicorn ``master`` (its children, from /proc)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if int(fields[1]) == master and fields[0] not in ("Z", "X"):
+            found.add(int(stat.parent.name))
+    return found
+
+
+def wait_for_workers(master: int, count: int, timeout: float = 60.0) -> set[int]:
+    """The gunicorn ``master``'s workers once there are ``count`` (it listens before they
+    are all forked)."""
+    deadline = time.monotonic() + timeout
+    while len(workers := gunicorn_workers(master)) != count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gunicorn {master} has workers {workers}, not {count}")
+        time.sleep(0.05)
+    return workers
