@@ -1,4 +1,5 @@
-"""In-process backends that say who they are and who asked (the worker-killed fault test).
+"""In-process backends that say who they are and who asked (the worker-killed fault test,
+the ``django://`` propagation test under gunicorn).
 
 The answer is JSON: the backend's name, the worker's process id and the identity the
 gateway gave it (key id, customer id), so the test reads "which backend, which worker, for
