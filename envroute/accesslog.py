@@ -140,7 +140,8 @@ class OutageLog:
         #: limiter's ``on_storage_error = "allow"`` reports requests let through unlimited)
         self.subject, self.effect, self.outcome = subject, effect, outcome
         self._lock = threading.Lock()
-        self._down_since: float | None = None
+        #: when the current outage began (None: no outage); the request path reads it
+        self.down_since: float | None = None
         self._last_failure = 0.0
         self._last_report = 0.0
         self._count = 0
@@ -150,8 +151,8 @@ class OutageLog:
         with self._lock:
             self._count += 1
             self._last_failure = now
-            if self._down_since is None:
-                self._down_since = self._last_report = now
+            if self.down_since is None:
+                self.down_since = self._last_report = now
                 self._count = 1
                 logger.error("%s unavailable: %s; %s", self.subject, escape(str(reason)),
                              self.effect)
@@ -159,17 +160,17 @@ class OutageLog:
                 self._last_report = now
                 logger.error("%s still unavailable: %d requests %s in %.0f s "
                              "(last cause: %s)", self.subject, self._count, self.outcome,
-                             now - self._down_since, escape(str(reason)))
+                             now - self.down_since, escape(str(reason)))
 
     def admitted(self) -> None:
-        if self._down_since is None:  # the hot path: one attribute read
+        if self.down_since is None:  # the hot path: one attribute read
             return
         now = time.monotonic()
         with self._lock:
-            since = self._down_since
+            since = self.down_since
             if since is None or now - self._last_failure < self.QUIET:
                 return
-            self._down_since = None
+            self.down_since = None
             logger.warning("%s available again after %.1f s; %d requests were %s "
                            "during the outage", self.subject, self._last_failure - since,
                            self._count, self.outcome)

@@ -22,20 +22,27 @@ backend_unavailable`` as a problem; once bytes reached the caller the exception 
 re-raised so the server closes the connection (a truncated body is never passed off as
 complete). ``start_response`` is never called twice without ``exc_info``. No path ends in
 a 500 or shows a traceback to the caller.
+
+The cost (issue 14): one object per request (:class:`Exchange`) is at once the record the
+access line is written from, the ``start_response`` the backend gets and the body handed
+back to the server; a backend's body that is already a list or tuple is passed through
+as it is, logged at once, with no wrapper.
 """
 
 from __future__ import annotations
 
 import logging
-import random
+import os
 import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from itertools import count
+from random import getrandbits
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import metrics
-from .accesslog import escape
+from .accesslog import access_logger, escape
 from .errors import BackendError, BackendTimeout, BackendUnavailable, StoreUnavailable
 from .identity import Identity
 from .names import BACKEND_KEY, IDEMPOTENT_METHODS, IDENTITY_KEY, REQUEST_ID_KEY, status_line
@@ -48,6 +55,10 @@ if TYPE_CHECKING:
     from .gateway import EnvRouter
 
 logger = logging.getLogger("envroute")
+INFO = logging.INFO
+
+#: What an :class:`Exchange` holds instead of its environ once the request is over.
+_RELEASED: WSGIEnvironment = {}
 
 #: Where a request's :class:`Exchange` lives in the environ while the gateway serves it.
 #: Front ends record a refusal they make themselves on it (:func:`refusal`).
@@ -58,10 +69,10 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _VALUE = re.compile(r"[ \t\x21-\x7e\x80-\xff]*")
 _STATUS = re.compile(r"[1-5][0-9]{2}(?: [ \t\x21-\x7e\x80-\xff]*)?")
 #: Status lines and header names a backend sent that passed the checks above, one set
-#: each: a backend sends few distinct ones, so after the first requests each check is a
-#: set look-up rather than a regex (issue 14: five regex matches were ~5% of a cached
-#: request's cost). Bounded, so a backend inventing names cannot grow them; past the
-#: bound, the regex runs.
+#: each (header names other than ``Request-Id``, which the gateway sets itself): a
+#: backend sends few distinct ones, so after the first requests each check is a set
+#: look-up rather than a regex. Bounded, so a backend inventing names cannot grow them;
+#: past the bound, the regex runs.
 _GOOD_STATUS: set[str] = set()
 _GOOD_NAMES: set[str] = set()
 _GOOD_MAX = 1024
@@ -71,7 +82,7 @@ def _good(text: object, pattern: re.Pattern[str], good: set[str]) -> bool:
     """``text`` is a str that ``pattern`` matches whole; remembered in ``good``."""
     if not (isinstance(text, str) and pattern.fullmatch(text)):
         return False
-    if len(good) < _GOOD_MAX:
+    if len(good) < _GOOD_MAX and text.lower() != "request-id":
         good.add(text)
     return True
 
@@ -81,34 +92,30 @@ def _good_value(value: object) -> bool:
     return isinstance(value, str) and _VALUE.fullmatch(value) is not None
 
 
+_request_prefix = ""
+_request_counter = count()
+
+
+def _draw_request_ids() -> None:
+    global _request_prefix, _request_counter
+    _request_prefix = f"req_{getrandbits(48):012x}"
+    _request_counter = count(getrandbits(40))
+
+
+_draw_request_ids()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_draw_request_ids)
+
+
 def new_request_id() -> str:
-    """A unique id for one request (not a secret).
+    """A unique id for one request (not a secret): ``req_`` and 24 hex digits.
 
-    ``random`` rather than ``os.urandom``: ``getrandom()`` releases the GIL, and under a
-    threaded server re-acquiring it queues the request behind other threads (measured:
-    +20% latency under gunicorn gthread). CPython reseeds ``random`` in every forked
-    worker, so workers never share a sequence.
+    48 random bits drawn per process, then a counter: unique without a random draw per
+    request (``getrandbits`` and its formatting were a tenth of a cached request's cost);
+    drawn again in a forked child, so workers never share a prefix. Not meant to be
+    unguessable.
     """
-    return f"req_{random.getrandbits(96):024x}"
-
-
-class Exchange:
-    """What the access log (and metrics) learn about one request as it goes."""
-
-    __slots__ = ("backend", "code", "flags", "identity", "logged", "method", "path",
-                 "request_id", "started", "status")
-
-    def __init__(self, environ: WSGIEnvironment) -> None:
-        self.request_id: str = environ.setdefault(REQUEST_ID_KEY, new_request_id())
-        self.started = time.perf_counter()
-        self.method: str = environ.get("REQUEST_METHOD", "GET")
-        self.path: str = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
-        self.identity: Identity | None = None
-        self.backend: str | None = None
-        self.status = 0
-        self.code: str | None = None
-        self.logged = False
-        self.flags: set[str] = set()
+    return f"{_request_prefix}{next(_request_counter) & 0xFFFFFFFFFFFF:012x}"
 
 
 def refusal(environ: WSGIEnvironment, exc: BaseException) -> Problem:
@@ -144,48 +151,30 @@ def try_backends(names: Sequence[str], method: str, call: Callable[[str], T]) ->
 def handle(router: EnvRouter, environ: WSGIEnvironment, start_response: StartResponse,
            app: WSGIApplication | None = None) -> Iterable[bytes]:
     """Serve one request through ``router``; ``app`` serves the backend ``app`` if given."""
-    exchange = Exchange(environ)
-    environ[EXCHANGE_KEY] = exchange
-    response = _Response(router, exchange, start_response)
-    own = router.own_paths.find(environ) if router.own_paths else None
-    if own is not None:
-        return _answer_own(response, environ, own)
+    exchange = Exchange(router, environ, start_response, app)
+    own_paths = router.own_paths
+    if own_paths.paths and (own := own_paths.find(environ)) is not None:
+        return exchange.answer_own(own)
     try:
-        admission = router.admit(environ)
+        identity, decision, exchange.extra = router._admit(environ)
     except Exception as exc:  # every refusal is a problem; never a traceback
-        identity = environ.get(IDENTITY_KEY)  # refused by a policy or the route
-        exchange.identity = identity if isinstance(identity, Identity) else None
-        return response.refuse_now(exc)
-    router.outage.admitted()
-    exchange.identity = admission.identity
-    response.extra = admission.headers
-
-    def call(name: str) -> Iterable[bytes]:
-        environ[BACKEND_KEY] = exchange.backend = name
-        backend = app if app is not None and name == APP_BACKEND else router.backend(name)
-        response.head = None
-        return backend(environ, response.start)
-
+        known = environ.get(IDENTITY_KEY)  # refused by a policy or the route
+        exchange.identity = known if isinstance(known, Identity) else None
+        return exchange.refuse_now(exc)
+    exchange.identity = identity
+    if router.outage.down_since is not None:
+        router.outage.admitted()
+    names = decision.backends
     try:
-        result = try_backends(admission.decision.backends, exchange.method, call)
+        if len(names) == 1:
+            result = exchange.call(names[0])
+        else:
+            result = try_backends(names, exchange.method, exchange.call)
+        if type(result) is list or type(result) is tuple:  # the body exists already
+            return exchange.whole(result)
     except Exception as exc:
-        return response.refuse_now(exc)
-    return _Body(response, result)
-
-
-def _answer_own(response: _Response, environ: WSGIEnvironment,
-                own: Handler) -> Iterable[bytes]:
-    response.exchange.flags.add("own")  # not counted in metrics
-    try:
-        answer = own(environ)
-    except Exception as exc:
-        return response.refuse_now(exc)
-    exchange = response.exchange
-    headers = [*answer.headers, ("Request-Id", exchange.request_id)]
-    response.start_response(status_line(answer.status), headers)
-    exchange.status = answer.status
-    response.log()
-    return [] if exchange.method == "HEAD" else [answer.body]
+        return exchange.refuse_now(exc)
+    return exchange
 
 
 def _log_failure(router: EnvRouter | None, exchange: Exchange, exc: BaseException) -> None:
@@ -211,22 +200,58 @@ def _log_failure(router: EnvRouter | None, exchange: Exchange, exc: BaseExceptio
                      exc_info=exc)
 
 
-class _Response:
-    """The response head of one request, held back until the body's first bytes exist."""
+class Exchange:
+    """One request through the gateway.
 
-    __slots__ = ("exchange", "extra", "head", "router", "sent", "start_response",
-                 "started", "writer")
+    What the access line and metrics learn as it goes; the ``start_response`` a backend
+    gets (:meth:`start`, which holds the head back until the body's first bytes exist);
+    and the backend's body as the server sees it (iterated, then closed: the request is
+    logged when it is closed).
+    """
 
-    def __init__(self, router: EnvRouter, exchange: Exchange,
-                 start_response: StartResponse) -> None:
+    # what every request starts with, as class attributes: __init__ sets only what differs
+    identity: Identity | None = None
+    backend: str | None = None
+    status = 0
+    code: str | None = None
+    logged = own = recorded = False
+    extra: Sequence[tuple[str, str]] = ()
+    head: tuple[str, HeaderList] | None = None
+    started = False  # the server's start_response was called
+    sent = False  # body bytes were handed to the server
+    writer: Callable[[bytes], object] | None = None
+    result: Iterable[bytes] = ()
+
+    def __init__(self, router: EnvRouter, environ: WSGIEnvironment,
+                 start_response: StartResponse, app: WSGIApplication | None = None) -> None:
         self.router = router
-        self.exchange = exchange
+        self.environ = environ
         self.start_response = start_response
-        self.extra: HeaderList = []
-        self.head: tuple[str, HeaderList] | None = None
-        self.started = False  # the server's start_response was called
-        self.sent = False  # body bytes were handed to the server
-        self.writer: Callable[[bytes], object] | None = None
+        self.app = app
+        request_id = environ.get(REQUEST_ID_KEY)
+        if request_id is None:
+            request_id = environ[REQUEST_ID_KEY] = new_request_id()
+        self.request_id: str = request_id
+        environ[EXCHANGE_KEY] = self
+        self.started_at = time.perf_counter()
+        self.method: str = environ.get("REQUEST_METHOD", "GET")
+        self.path: str = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+
+    # -- calling the backend --------------------------------------------------------
+
+    def call(self, name: str) -> Iterable[bytes]:
+        """Run the backend ``name`` (one attempt of :func:`try_backends`)."""
+        environ = self.environ
+        environ[BACKEND_KEY] = self.backend = name
+        app = self.app
+        if app is not None and name == APP_BACKEND:
+            backend = app
+        else:
+            router = self.router
+            backend = router.backends.get(name) or router.backend(name)
+        self.head = None
+        self.result = result = backend(environ, self.start)
+        return result
 
     def start(self, status: str, headers: HeaderList, exc_info: Any = None) -> Any:
         """The ``start_response`` a backend gets: checks and records its head."""
@@ -238,22 +263,36 @@ class _Response:
                 exc_info = None
         if not ((type(status) is str and status in _GOOD_STATUS)
                 or _good(status, _STATUS, _GOOD_STATUS)):
-            raise BackendError(f"invalid status line {status!r}", backend=self.exchange.backend
-                               or "")
+            raise BackendError(f"invalid status line {status!r}", backend=self.backend or "")
         checked: HeaderList = []
-        for name, value in headers:
-            if not ((type(name) is str and name in _GOOD_NAMES)
-                    or _good(name, _TOKEN, _GOOD_NAMES)) \
-                    or not ((type(value) is str and value.isascii() and value.isprintable())
-                            or _good_value(value)):
-                raise BackendError(f"invalid response header {name!r}",  # never the value
-                                   backend=self.exchange.backend or "")
-            if name.lower() != "request-id":
-                checked.append((name, value))
-        checked.append(("Request-Id", self.exchange.request_id))
-        checked.extend(self.extra)
+        good, passed = _GOOD_NAMES, False
+        try:  # the common case: names seen before, printable ASCII values
+            for name, value in headers:
+                if name in good and value.isascii() and value.isprintable():
+                    checked.append((name, value))
+                else:
+                    break
+            else:
+                passed = True
+        except (AttributeError, TypeError, ValueError):  # not str, not a pair: see below
+            pass
+        if not passed:
+            checked = self._checked(headers)
+        checked.append(("Request-Id", self.request_id))
+        checked += self.extra
         self.head = (status, checked)
         return self.write
+
+    def _checked(self, headers: HeaderList) -> HeaderList:
+        """``headers`` checked one by one, as gunicorn checks them; ``Request-Id`` dropped."""
+        checked: HeaderList = []
+        for name, value in headers:
+            if not _good(name, _TOKEN, _GOOD_NAMES) or not _good_value(value):
+                raise BackendError(f"invalid response header {name!r}",  # never the value
+                                   backend=self.backend or "")
+            if name.lower() != "request-id":
+                checked.append((name, value))
+        return checked
 
     def write(self, data: bytes) -> None:
         """PEP 3333's legacy ``write()``: the head goes out first."""
@@ -273,11 +312,86 @@ class _Response:
 
     def settle(self, status: int) -> None:
         """The caller's status is known: count the request for its key, once (§16)."""
-        exchange = self.exchange
-        exchange.status = status
-        if exchange.identity is not None and "recorded" not in exchange.flags:
-            exchange.flags.add("recorded")
-            self.router.authenticator.record(exchange.identity, status)
+        self.status = status
+        if self.identity is not None and not self.recorded:
+            self.recorded = True
+            self.router.authenticator.record(self.identity, status)
+
+    # -- the response ---------------------------------------------------------------
+
+    def whole(self, body: list[bytes] | tuple[bytes, ...]) -> Iterable[bytes]:
+        """A backend's body that exists already: its head goes out, the request is logged,
+        and the body is handed to the server as it is."""
+        head = self.head
+        if head is None:
+            raise BackendError("the backend returned without starting a response",
+                               backend=self.backend or "")
+        if not self.started:
+            self.started = True
+            self.writer = self.start_response(*head)
+            self.settle(int(head[0][:3]))
+        self.log()
+        return body
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            chunks = iter(self.result)
+            first = b""
+            for chunk in chunks:
+                if chunk:
+                    first = chunk
+                    break
+            if self.head is None:
+                raise BackendError("the backend returned without starting a response",
+                                   backend=self.backend or "")
+            if not self.started:
+                self.begin()
+        except Exception as exc:
+            if self.sent:
+                self._broke_off(exc)
+                raise
+            yield from self.refuse(exc)
+            return
+        try:
+            if first:
+                self.sent = True
+                yield first
+            yield from chunks
+        except Exception as exc:
+            self._broke_off(exc)
+            raise  # the server closes the connection: a cut body never looks complete
+
+    def _broke_off(self, exc: BaseException) -> None:
+        self.code = "backend_unavailable"
+        if not isinstance(exc, BackendError):  # the proxy logs its own, without a trace
+            logger.error("request %s: backend %s failed after its response started; "
+                         "closing the connection", self.request_id,
+                         escape(self.backend or "-"), exc_info=exc)
+
+    def close(self) -> None:
+        try:
+            close = getattr(self.result, "close", None)
+            if close is not None:
+                close()
+        except Exception:
+            logger.exception("request %s: closing the backend's response failed",
+                             self.request_id)
+        finally:
+            self.result = ()
+            self.log()
+
+    def answer_own(self, own: Handler) -> Iterable[bytes]:
+        """A path the gateway answers itself (health, metrics): not counted in metrics."""
+        self.own = True
+        try:
+            answer = own(self.environ)
+        except Exception as exc:
+            return self.refuse_now(exc)
+        headers = [*answer.headers, ("Request-Id", self.request_id)]
+        self.start_response(status_line(answer.status), headers)
+        self.status = answer.status
+        self.log()
+        return [] if self.method == "HEAD" else [answer.body]
 
     def refuse_now(self, exc: BaseException) -> list[bytes]:
         """Refuse before any body: the problem's response, and its access line at once."""
@@ -287,91 +401,37 @@ class _Response:
 
     def refuse(self, exc: BaseException) -> list[bytes]:
         problem = as_problem(exc)
-        exchange = self.exchange
-        _log_failure(self.router, exchange, exc)
-        body = problem.body(exchange.request_id)
+        _log_failure(self.router, self, exc)
+        body = problem.body(self.request_id)
         status, headers = status_line(problem.status), problem.response_headers(
-            exchange.request_id, body)
+            self.request_id, body)
         if self.started:  # the head was given to the server but no body: replace it
             self.start_response(status, headers, sys.exc_info())  # called in `except`
         else:
             self.started = True
             self.start_response(status, headers)
-        exchange.code = problem.code
+        self.code = problem.code
         self.settle(problem.status)
-        return [] if exchange.method == "HEAD" else [body]
+        return [] if self.method == "HEAD" else [body]
 
     def log(self) -> None:
-        """The request is over: write its access line."""
-        exchange = self.exchange
-        if exchange.logged:
+        """The request is over: write its access line.
+
+        The exchange lets go of the environ here: the environ holds the exchange
+        (``envroute.exchange``), and a cycle would leave both, and what hangs off them, to
+        the garbage collector instead of freeing them at once (issue 14: collections were a
+        twentieth of a cached request's cost)."""
+        if self.logged:
             return
-        exchange.logged = True
-        seconds = time.perf_counter() - exchange.started
-        if "own" not in exchange.flags:  # the health and metrics paths are not counted
-            metrics.observe_request(exchange.identity.environment if exchange.identity else None,
-                                    exchange.backend, exchange.code or "ok", seconds,
-                                    exchange.status)
-        self.router.access_log.write(
-            request_id=exchange.request_id, identity=exchange.identity,
-            backend=exchange.backend, method=exchange.method, path=exchange.path,
-            status=exchange.status, code=exchange.code, duration_ms=seconds * 1000)
-
-
-class _Body:
-    """A backend's body, passed through; the request is logged when it is closed."""
-
-    __slots__ = ("_response", "_result")
-
-    def __init__(self, response: _Response, result: Iterable[bytes]) -> None:
-        self._response = response
-        self._result = result
-
-    def __iter__(self) -> Iterator[bytes]:
-        response = self._response
-        try:
-            chunks = iter(self._result)
-            first = b""
-            for chunk in chunks:
-                if chunk:
-                    first = chunk
-                    break
-            if response.head is None:
-                raise BackendError("the backend returned without starting a response",
-                                   backend=response.exchange.backend or "")
-            if not response.started:
-                response.begin()
-        except Exception as exc:
-            if response.sent:
-                self._broke_off(exc)
-                raise
-            yield from response.refuse(exc)
-            return
-        try:
-            if first:
-                response.sent = True
-                yield first
-            yield from chunks
-        except Exception as exc:
-            self._broke_off(exc)
-            raise  # the server closes the connection: a cut body never looks complete
-
-    def _broke_off(self, exc: BaseException) -> None:
-        exchange = self._response.exchange
-        exchange.code = "backend_unavailable"
-        if not isinstance(exc, BackendError):  # the proxy logs its own, without a trace
-            logger.error("request %s: backend %s failed after its response started; "
-                         "closing the connection", exchange.request_id,
-                         escape(exchange.backend or "-"), exc_info=exc)
-
-    def close(self) -> None:
-        try:
-            close = getattr(self._result, "close", None)
-            if close is not None:
-                close()
-        except Exception:
-            logger.exception("request %s: closing the backend's response failed",
-                             self._response.exchange.request_id)
-        finally:
-            self._response.log()
-
+        self.logged = True
+        self.environ = _RELEASED
+        seconds = time.perf_counter() - self.started_at
+        identity = self.identity
+        if metrics.on and not self.own:  # the health and metrics paths are not counted
+            metrics.observe_request(identity.environment if identity else None,
+                                    self.backend, self.code or "ok", seconds, self.status)
+        if access_logger.isEnabledFor(INFO):
+            self.router.access_log.write(
+                request_id=self.request_id, identity=identity, backend=self.backend,
+                method=self.method, path=self.path, status=self.status, code=self.code,
+                duration_ms=seconds * 1000)

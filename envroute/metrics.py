@@ -191,6 +191,8 @@ class _Recorder:
 
 _recorder: _Recorder | None = None
 _setup = threading.Lock()
+#: True once this process records metrics: the request path tests it before calling in
+on = False
 
 
 def enable(settings: MetricsSettings) -> MetricsEndpoint | None:
@@ -199,7 +201,7 @@ def enable(settings: MetricsSettings) -> MetricsEndpoint | None:
     Raises :class:`ConfigError` when the ``metrics`` extra is not installed, so a gateway
     configured for metrics refuses to start rather than serving without them.
     """
-    global _recorder
+    global _recorder, on
     if not settings.path:
         return None
     with _setup:
@@ -210,6 +212,7 @@ def enable(settings: MetricsSettings) -> MetricsEndpoint | None:
             except ImportError:
                 raise ConfigError("needs the metrics extra: pip install 'envroute[metrics]'",
                                   key="metrics.path") from None
+            on = True
     return MetricsEndpoint(settings, _recorder)
 
 

@@ -45,16 +45,16 @@ class OwnPaths:
     """Exact path -> (methods, handler) for the requests the gateway answers itself."""
 
     def __init__(self) -> None:
-        self._paths: dict[str, tuple[frozenset[str], Handler]] = {}
+        self.paths: dict[str, tuple[frozenset[str], Handler]] = {}
 
     def __bool__(self) -> bool:
-        return bool(self._paths)
+        return bool(self.paths)
 
     def add(self, path: str, handler: Handler,
             methods: Collection[str] = ("GET", "HEAD")) -> None:
-        if path in self._paths:
+        if path in self.paths:
             raise ValueError(f"the path {path!r} is already answered by the gateway")
-        self._paths[path] = (frozenset(methods), handler)
+        self.paths[path] = (frozenset(methods), handler)
 
     def add_app(self, path: str, app: WSGIApplication,
                 methods: Collection[str] = ("GET", "HEAD")) -> None:
@@ -63,7 +63,7 @@ class OwnPaths:
 
     def find(self, environ: WSGIEnvironment) -> Handler | None:
         """The handler for this request, or None if the gateway should route it."""
-        entry = self._paths.get(environ.get("PATH_INFO", ""))
+        entry = self.paths.get(environ.get("PATH_INFO", ""))
         if entry is None or environ.get("REQUEST_METHOD", "GET") not in entry[0]:
             return None
         return entry[1]

@@ -40,6 +40,8 @@ logger = logging.getLogger("envroute")
 
 #: Up to this many routes without an indexed attribute are copied into every bucket.
 _PREMERGE_AT_MOST = 32
+#: Remembered decisions (one per cached identity); past this the memo starts again.
+_MEMO_MAX = 100_000
 
 
 def _text(value: object) -> str | None:
@@ -181,17 +183,41 @@ class Router:
             if not r.split and not r.backend_from}
         self._requests = tuple(compile_request(r.request) for r in routes)
         self._index = AttributeIndex([r.when for r in routes])
+        #: decisions that depend on the identity alone, by ``id(identity)`` (the identity
+        #: is kept beside its decision, so the id cannot be reused while the entry lives)
+        self._memo: dict[int, tuple[Identity, Decision]] = {}
 
     def route(self, identity: Identity, environ: WSGIEnvironment | None = None) -> Decision:
-        """The decision for this identity and request; ``Problem`` to refuse."""
+        """The decision for this identity and request; ``Problem`` to refuse.
+
+        An identity is built once per verified key and cached with it, and the routes never
+        change for a router's life, so a decision no ``request`` condition took part in is
+        remembered for that identity object: a cached key's later requests are one dict
+        look-up (issue 14). A refusal is never remembered (it is decided afresh)."""
+        memo = self._memo.get(id(identity))
+        if memo is not None and memo[0] is identity:
+            return memo[1]
+        decision, fixed = self._decide(identity, environ)
+        if fixed and identity.source == "api_key":  # a token's identity is new each time
+            if len(self._memo) >= _MEMO_MAX:
+                self._memo.clear()  # identities of keys long gone; rebuilt as they come
+            self._memo[id(identity)] = (identity, decision)
+        return decision
+
+    def _decide(self, identity: Identity, environ: WSGIEnvironment | None
+                ) -> tuple[Decision, bool]:
+        """The decision, and whether it depends on the identity alone."""
         routes, requests = self.routes, self._requests
+        fixed = True
         for position in self._index.candidates(identity):
             route = routes[position]
             if not matches(route.when, identity):
                 continue
             matcher = requests[position]
-            if matcher is not None and (environ is None or not matcher(environ)):
-                continue
+            if matcher is not None:
+                fixed = False  # this and every later outcome depends on the request
+                if environ is None or not matcher(environ):
+                    continue
             if route.backend_from:
                 name = _text(identity.attribute(route.backend_from))
                 if not name:
@@ -202,10 +228,10 @@ class Router:
                                    route.backend_from, list(route.allow))
                     raise Problem("backend_unavailable",
                                   "the backend this key is placed on is not available")
-                return Decision(route, (name,))
-            fixed = self._fixed.get(route.index)
-            if fixed is not None:
-                return fixed
-            return Decision(route, (self._splits[route.index].choose(identity.key_id),))
+                return Decision(route, (name,)), fixed
+            constant = self._fixed.get(route.index)
+            if constant is not None:
+                return constant, fixed
+            return Decision(route, (self._splits[route.index].choose(identity.key_id),)), fixed
         raise Problem("no_route", f"no route accepts keys of environment "
                       f"{identity.environment!r} with this key's metadata")

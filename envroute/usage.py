@@ -35,6 +35,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, date, datetime
+from typing import cast
 
 from .errors import EnvrouteError
 from .stores.base import KeyStore, UsageBatch
@@ -50,24 +51,27 @@ _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 class UsageRecorder:
     """Counts requests and errors per key per UTC day, and each key's latest use.
 
-    ``record`` is on the hot path: one append of ``(key id, error, time)`` to a deque
-    (atomic under the GIL, so no lock and no lost count); the timer's :meth:`take` drains
-    it and adds it up. Between two ticks the deque holds one small tuple per request.
+    ``record`` is on the hot path: one ``extend`` of a deque by ``(key id, error, time)``
+    (atomic under the GIL, so no lock and no lost count, and the three stay together); the
+    timer's :meth:`take` drains it three at a time and adds it up. The deque holds the
+    items, not a tuple per request: tuples waiting for the timer would be objects the
+    garbage collector tracks, and thousands of them set off its collections (a twentieth
+    of a cached request's cost, issue 14); strings, bools and floats are not tracked.
     ``flush`` runs on the :class:`Flusher`'s thread (or at close), never in a request.
     """
 
     def __init__(self, store: KeyStore) -> None:
         self.store = store
-        self._events: deque[tuple[str, bool, float]] = deque()
-        #: the hot path's way in: ``append((key_id, error, time.time()))``
-        self.append = self._events.append
+        self._events: deque[str | bool | float] = deque()
+        #: the hot path's way in: ``extend((key_id, error, time.time()))``
+        self.extend = self._events.extend
         #: a batch the store refused, merged into the next attempt
         self._failed: UsageBatch | None = None
         self._failures = 0
         self._counts_unsupported = False
 
     def record(self, key_id: str, error: bool) -> None:
-        self.append((key_id, error, time.time()))
+        self.extend((key_id, error, time.time()))
 
     def forget(self) -> None:
         """Drop what is pending (in a forked child: the parent writes it)."""
@@ -81,9 +85,10 @@ class UsageRecorder:
         popleft = self._events.popleft
         while True:
             try:
-                key_id, error, at = popleft()
+                key_id = cast(str, popleft())
             except IndexError:
                 break
+            error, at = bool(popleft()), cast(float, popleft())  # extended together
             if last_used.get(key_id, 0.0) < at:
                 last_used[key_id] = at
             slot = (key_id, int(at // 86400))
