@@ -380,13 +380,13 @@ def report(results: list[Result], args: argparse.Namespace, generator: str) -> N
         ratio = envroute.rps / naive.rps
         print(f"target envroute >= 1.5x naive req/s:        {ratio:.2f}x  "
               f"{'met' if ratio >= 1.5 else 'NOT met'}")
-    if envroute and nginx:
+    if envroute and nginx and not args.no_streaming:
         for label, ours, theirs in (("download", envroute.down_mbs, nginx.down_mbs),
                                     ("upload", envroute.up_mbs, nginx.up_mbs)):
             ratio = ours / theirs
             print(f"target envroute >= 0.8x nginx {label} MB/s: {ratio:.2f}x  "
                   f"{'met' if ratio >= 0.8 else 'NOT met'}")
-    if envroute:
+    if envroute and not args.no_streaming:
         growth = max(envroute.down_rss, envroute.up_rss) / MIB
         print(f"target flat memory (< 10 MiB peak growth): {growth:.1f} MiB  "
               f"{'met' if growth < 10 else 'NOT met'}")

@@ -1,8 +1,8 @@
 """``ProxyBackend``: the WSGI app for one URL backend, putting the proxy's parts together.
 
 The request's path through the proxy reads top to bottom in :meth:`ProxyBackend.__call__`:
-URL (:mod:`.urls`) → headers (:mod:`.headers`) → body (:mod:`.bodies`) → send over the
-pool requests' adapter built (:mod:`.pool`) → errors translated (:mod:`.failures`) →
+URL (:mod:`.urls`) → headers (:mod:`.headers`) → body (:mod:`.bodies`) → send over a
+kept-alive connection (:mod:`.pool`, :mod:`.wire`) → errors translated (:mod:`.failures`) →
 response head → first piece of the body → ``start_response``. Everything that can fail
 before a byte reaches the caller raises an envroute error before ``start_response``, so
 the gateway can answer a problem or fail over.
@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-
-import urllib3
 
 from .. import metrics
 from ..errors import BackendError, BadRequestBody
@@ -25,6 +23,7 @@ from .failures import translate
 from .headers import request_headers, response_headers
 from .pool import ConnectionPool
 from .urls import Upstream
+from .wire import Response
 
 _NO_BODY_STATUSES = frozenset({204, 304})
 
@@ -66,13 +65,13 @@ class ProxyBackend:
                                     body if body else None)
         except ClientBodyError as exc:
             raise BadRequestBody(str(exc)) from None
-        except Exception as exc:  # every urllib3/socket error becomes ours
+        except Exception as exc:  # every socket, TLS or HTTP error becomes ours
             raise self._failure(exc, retryable=not body.started) from None
         finally:  # until the response headers arrived, or the attempt failed
             metrics.observe_upstream(self.name, time.perf_counter() - sent)
         try:
             status = _status(raw)
-            passed = response_headers(raw.headers, self.upstream, environ, backend=self.name)
+            passed = response_headers(raw, self.upstream, environ, backend=self.name)
             if method == "HEAD" or raw.status in _NO_BODY_STATUSES:
                 finish(raw)
                 start_response(status, passed)
@@ -101,10 +100,10 @@ class ProxyBackend:
         """A ``Location`` into this backend, as a path on the gateway; others unchanged."""
         return self.upstream.rewrite_url(location, environ)
 
-    def response_head(self, raw: urllib3.BaseHTTPResponse,
+    def response_head(self, raw: Response,
                       environ: WSGIEnvironment) -> tuple[str, HeaderList]:
         """The status line and the headers to pass back to the caller."""
-        return _status(raw), response_headers(raw.headers, self.upstream, environ,
+        return _status(raw), response_headers(raw, self.upstream, environ,
                                               backend=self.name)
 
     # -- envroute check ---------------------------------------------------------------
@@ -127,11 +126,10 @@ class ProxyBackend:
         return f"{self.origin}{self.base_path or '/'} answered {status} in {elapsed:.0f} ms"
 
 
-def _status(raw: urllib3.BaseHTTPResponse) -> str:
+def _status(raw: Response) -> str:
     return f"{raw.status} {raw.reason or reason_phrase(raw.status)}"
 
 
-def _discard(raw: urllib3.BaseHTTPResponse) -> None:
+def _discard(raw: Response) -> None:
     """A response that will not be passed on: its connection must not be reused."""
     raw.close()
-    raw.release_conn()

@@ -21,11 +21,10 @@ import logging
 from collections.abc import Iterator
 from typing import IO
 
-import urllib3
-
 from ..errors import BackendUnavailable
 from ..typing import WSGIEnvironment
 from .failures import reason
+from .wire import Response
 
 logger = logging.getLogger("envroute")
 
@@ -37,7 +36,7 @@ CHUNK_SIZE = 256 * 1024
 
 class ClientBodyError(Exception):
     """Reading the caller's body failed (it hung up, sent too little, or broke its chunked
-    encoding). Deliberately not an ``OSError``, so that urllib3 lets it through instead of
+    encoding). Deliberately not an ``OSError``, so that sending lets it through instead of
     blaming the upstream."""
 
 
@@ -99,14 +98,14 @@ class RequestBody:
             yield chunk
 
 
-def first_piece(raw: urllib3.BaseHTTPResponse) -> bytes:
+def first_piece(raw: Response) -> bytes:
     """The first piece of the upstream's body (``b""``: it is empty).
 
     Read before the response starts: an upstream that sent its head and then died or
     reset the connection is then still a ``502 backend_unavailable`` problem instead of
     a half-started response that the WSGI server turns into its own ``500``.
     """
-    return raw.read1(CHUNK_SIZE, decode_content=False)
+    return raw.read1(CHUNK_SIZE)
 
 
 class ResponseBody:
@@ -114,7 +113,7 @@ class ResponseBody:
 
     __slots__ = ("_backend", "_first", "_raw", "_sent")
 
-    def __init__(self, raw: urllib3.BaseHTTPResponse, backend: str, first: bytes) -> None:
+    def __init__(self, raw: Response, backend: str, first: bytes) -> None:
         self._raw = raw
         self._backend = backend
         self._first = first
@@ -127,7 +126,7 @@ class ResponseBody:
             while chunk:
                 self._sent += len(chunk)
                 yield chunk
-                chunk = raw.read1(CHUNK_SIZE, decode_content=False)
+                chunk = raw.read1(CHUNK_SIZE)
         except Exception as exc:
             logger.warning("backend %s broke off its response after %d bytes (%s); "
                            "closing the connection to the caller", self._backend,
@@ -137,17 +136,13 @@ class ResponseBody:
 
     def close(self) -> None:
         # Read to the end, the connection is already back in the pool; otherwise (the
-        # caller went away, the upstream broke) it must not be reused: close it, and give
-        # its pool slot back (as requests' Response.close does).
+        # caller went away, the upstream broke) it must not be reused: it is closed.
         self._raw.close()
-        self._raw.release_conn()
 
 
-def finish(raw: urllib3.BaseHTTPResponse) -> None:
+def finish(raw: Response) -> None:
     """Return a body-less response's connection to the pool (or close it if unsure)."""
     try:
-        raw.read(decode_content=False)
-        raw.release_conn()
+        raw.read()
     except Exception:
         raw.close()
-        raw.release_conn()

@@ -1,4 +1,4 @@
-"""Lower-level failures (urllib3, requests, sockets) as envroute's own errors.
+"""Lower-level failures (sockets, TLS, urllib3, the proxy's HTTP reader) as envroute's own errors.
 
 requests' ``adapters.py`` style, which maps urllib3's errors to its own by type: every
 error from the connection pool is re-raised as one of envroute's, by type (urllib3's,
@@ -18,6 +18,7 @@ import requests
 import urllib3.exceptions
 
 from ..errors import BackendError, BackendTimeout, BackendUnavailable
+from .wire import ProtocolError
 
 #: Read timeouts as requests raises them, or as urllib3 raises them while the body
 #: streams. (urllib3's ``NewConnectionError`` is a ``TimeoutError`` subclass for history's
@@ -35,6 +36,7 @@ _REASONS: tuple[tuple[type[BaseException], str], ...] = (
     (ConnectionResetError, "connection reset by peer"),
     (ConnectionRefusedError, "connection refused"),
     (BrokenPipeError, "broken pipe"),
+    (ProtocolError, "the response is not valid HTTP/1.1"),
 )
 
 

@@ -1,11 +1,13 @@
 """Which headers cross the proxy, both ways (contract §7).
 
-To the upstream: the caller's end-to-end headers (werkzeug's :class:`EnvironHeaders`),
-minus hop-by-hop headers, those the caller's ``Connection`` names, every ``Envroute-*``
+To the upstream: the caller's end-to-end headers (the environ's ``HTTP_*`` keys,
+``CONTENT_TYPE`` and ``CONTENT_LENGTH``, named as werkzeug's :class:`EnvironHeaders`
+names them, the translation remembered per key), minus hop-by-hop headers, those the
+caller's ``Connection`` names, every ``Envroute-*``
 header (only the gateway may set them) and those the proxy sets itself; then the identity
 headers (:mod:`envroute.signing`), ``Envroute-Request-Id`` and ``X-Forwarded-*``, appended
 to any the caller sent. The caller's ``User-Agent`` and ``Accept-Encoding`` (or none) are
-what the upstream sees: urllib3 adds none of its own.
+what the upstream sees: the proxy's client (:mod:`.wire`) adds none of its own.
 
 To the caller: the upstream's headers minus hop-by-hop ones, those its ``Connection``
 names, and ``Server``, ``X-Powered-By`` and ``Date`` (they name the backend; the
@@ -24,9 +26,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from urllib3.util import SKIP_HEADER
-from werkzeug.datastructures import EnvironHeaders
-from werkzeug.http import is_hop_by_hop_header, parse_list_header
+from werkzeug.http import parse_list_header
 
 from ..errors import BackendUnavailable
 from ..names import HOP_BY_HOP, IDENTITY_KEY, REQUEST_ID_KEY
@@ -34,9 +34,8 @@ from ..signing import identity_headers
 from ..typing import HeaderList, WSGIEnvironment
 
 if TYPE_CHECKING:
-    from urllib3 import HTTPHeaderDict
-
     from .urls import Upstream
+    from .wire import Response
 
 #: Request headers this proxy sets itself (``Host``: the upstream's; ``Expect``: the
 #: gateway's server has already answered it; the body's framing: the proxy's own).
@@ -47,8 +46,26 @@ _NOT_RETURNED = frozenset({"server", "x-powered-by", "date"})
 _URL_HEADERS = frozenset({"location", "content-location", "link", "refresh"})
 
 
-def _hop_by_hop(lower: str) -> bool:
-    return lower in HOP_BY_HOP or is_hop_by_hop_header(lower)
+#: Environ key -> (header name, lower-case name) when the header may be forwarded, else
+#: None (not a header, or one the proxy never forwards). Filled as keys are seen; header
+#: names are the caller's to choose, so it stops growing at :data:`_KNOWN_MAX` entries.
+_KNOWN: dict[str, tuple[str, str] | None] = {}
+_KNOWN_MAX = 2048
+_CONTENT_KEYS = frozenset({"CONTENT_TYPE", "CONTENT_LENGTH"})
+
+
+def _forwardable(key: str) -> tuple[str, str] | None:
+    """What :data:`_KNOWN` holds for ``key``, worked out."""
+    if key.startswith("HTTP_") and key not in ("HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"):
+        name = key[5:].replace("_", "-").title()
+    elif key in _CONTENT_KEYS:
+        name = key.replace("_", "-").title()
+    else:
+        return None
+    lower = name.lower()
+    if lower in _NOT_FORWARDED or lower.startswith("envroute-") or lower in HOP_BY_HOP:
+        return None
+    return name, lower
 
 
 def _connection_tokens(values: list[str]) -> frozenset[str]:
@@ -67,17 +84,21 @@ def request_headers(environ: WSGIEnvironment, *, signing_secret: str = "",
     connection = environ.get("HTTP_CONNECTION")
     dropped = _connection_tokens([connection]) if connection else frozenset()
     headers: dict[str, str] = {}
-    for name, value in EnvironHeaders(environ):
-        lower = name.lower()
-        if (lower in _NOT_FORWARDED or lower.startswith("envroute-") or _hop_by_hop(lower)
-                or lower in dropped):
+    known = _KNOWN
+    for key, value in environ.items():
+        try:
+            found = known[key]
+        except KeyError:
+            found = _forwardable(key)
+            if len(known) < _KNOWN_MAX:
+                known[key] = found
+        if found is None or (dropped and found[1] in dropped):
             continue
-        headers[name] = value
+        if not value and key in _CONTENT_KEYS:
+            continue
+        headers[found[0]] = value
     if content_length is not None:
         headers["Content-Length"] = str(content_length)
-    # urllib3 would add its own; the caller's (or none) is what the backend should see.
-    headers.setdefault("User-Agent", SKIP_HEADER)
-    headers.setdefault("Accept-Encoding", SKIP_HEADER)
     identity = environ.get(IDENTITY_KEY)
     if identity is not None:
         headers.update(identity_headers(identity.key_id, identity.environment,
@@ -96,26 +117,26 @@ def request_headers(environ: WSGIEnvironment, *, signing_secret: str = "",
     return headers
 
 
-def response_headers(raw: HTTPHeaderDict, upstream: Upstream, environ: WSGIEnvironment,
+def response_headers(raw: Response, upstream: Upstream, environ: WSGIEnvironment,
                      *, backend: str) -> HeaderList:
     """The headers to pass back to the caller; :class:`BackendUnavailable` (502) when the
     upstream's framing is ambiguous (see the module docstring)."""
-    dropped = _connection_tokens(raw.getlist("Connection"))
-    lengths = raw.getlist("Content-Length")
-    encodings = raw.getlist("Transfer-Encoding")
+    fields = raw.fields
+    dropped = (_connection_tokens(fields["connection"]) if "connection" in fields
+               else frozenset())
+    lengths = fields.get("content-length", [])
+    encodings = fields.get("transfer-encoding", [])
     length = _framing(lengths, encodings, backend) if lengths or encodings else None
     headers: HeaderList = []
-    for name, value in raw.items():
+    for name, value in raw.headers:
         lower = name.lower()
-        if lower in _NOT_RETURNED or _hop_by_hop(lower) or lower in dropped:
+        if lower in _NOT_RETURNED or lower in HOP_BY_HOP or lower in dropped:
             continue
         if lower == "content-length":
             if length is not None:
                 headers.append((name, length))
                 length = None  # one Content-Length line, however many the upstream sent
             continue
-        if "\n" in value or "\r" in value:  # obsolete line folding (RFC 9112 §5.2)
-            value = " ".join(value.split())
         if lower in _URL_HEADERS:
             rewritten = upstream.rewrite_header(lower, value, environ)
             if rewritten is None:

@@ -1,36 +1,48 @@
-"""This process's keep-alive connections to one upstream, built by requests' adapter.
+"""This process's keep-alive connections to one upstream, made with requests' TLS settings.
 
 One :class:`requests.adapters.HTTPAdapter` per backend per process, made on first use in
 that process: gunicorn forks workers after importing the app, and sockets must not be
 shared across a fork. The adapter builds the urllib3 connection pool for the backend's
 origin once, with requests' TLS and CA handling (``get_connection_with_tls_context`` and
 ``cert_verify``: certifi's bundle, or the one ``REQUESTS_CA_BUNDLE`` names, read once when
-the backend is built rather than per request). Each request then goes to that pool's
-``urlopen`` with exactly the arguments requests' ``HTTPAdapter.send`` passes
-(``redirect=False``, ``preload_content=False``, ``decode_content=False``, no retries), so
-the bytes on the wire are the same, without re-deriving per request what never changes
-for one origin (URL parsing, the pool key, proxy selection, TLS settings, a
-``PreparedRequest``): a third of the proxy's CPU per request.
+the backend is built rather than per request). That pool makes every new connection
+(socket options, TLS, certificate and host name checks: urllib3's own); the request
+and response then go over it with :mod:`.wire`, the proxy's lean HTTP/1.1 client,
+without urllib3's and ``http.client``'s per-request machinery (a ``Timeout`` and a
+``Retry`` object, an ``email`` parse of every response head, a header-by-header
+``putheader``): more than half of the proxy's CPU per request.
+
+Idle connections are kept here, last used first, ``pool_size`` of them (default
+:data:`DEFAULT_POOL_SIZE`; set it to at least gunicorn's ``--threads``: busier moments
+open extra connections that are closed after use). One taken from the pool is first
+checked for a close (or stray bytes) from the upstream without waiting: under gevent
+with a non-blocking ``recv(MSG_PEEK)`` on the real socket, never a trip through gevent's
+hub; otherwise with urllib3's zero-timeout ``poll``. A connection the upstream closed is
+dropped, and the request goes on a fresh one.
 
 No ``requests.Session``: no cookie jar is shared between callers, no redirect is
-followed, no environment proxy (``HTTP_PROXY``) is used and no hook runs. The pool keeps
-``pool_size`` connections (default :data:`DEFAULT_POOL_SIZE`; set it to at least
-gunicorn's ``--threads``: busier moments open extra connections that are closed after
-use).
+followed, no environment proxy (``HTTP_PROXY``) is used and no hook runs; nothing is
+retried (a request is never sent twice).
 """
 
 from __future__ import annotations
 
+import _socket
+import contextlib
 import os
+import socket
 import sys
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
-from urllib3.util import Retry, Timeout
+from urllib3.util.wait import wait_for_read
+
+from .wire import Link, Response, request_head, send
 
 #: Keep-alive connections per backend per process when ``pool_size`` is 0. gunicorn's
 #: gthread workers rarely run more threads than this; raise ``pool_size`` if yours do.
@@ -39,9 +51,9 @@ DEFAULT_POOL_SIZE = 32
 #: greenlet per connection (up to ``--worker-connections``), each may hold an upstream
 #: connection while the upstream answers; a pool of 32 would close and reopen the rest.
 GEVENT_POOL_SIZE = 256
-#: requests' ``max_retries=0``: never resend (a request must never be sent twice), and
-#: let read errors through as they are.
-_NO_RETRIES = Retry(0, read=False)
+#: A peek that neither waits nor consumes (where the platform has both flags).
+_PEEK = getattr(socket, "MSG_PEEK", 0) | getattr(socket, "MSG_DONTWAIT", 0)
+_RAW_RECV = _socket.socket.recv
 
 
 def default_pool_size() -> int:
@@ -55,18 +67,19 @@ def default_pool_size() -> int:
 
 
 class ConnectionPool:
-    """Sends requests to one upstream over this process's keep-alive pool."""
+    """Sends requests to one upstream over this process's keep-alive connections."""
 
     def __init__(self, origin: str, size: int, timeouts: tuple[float, float]) -> None:
         self.origin = origin
         self.size = size or default_pool_size()
         self.timeouts = timeouts
-        self.timeout = Timeout(connect=timeouts[0], read=timeouts[1])
+        self.host = host_header(origin)
         self.verify: bool | str = os.environ.get("REQUESTS_CA_BUNDLE") or True
         self._lock = threading.Lock()
         self._pid = 0
         self._adapter: HTTPAdapter | None = None
         self._pool: urllib3.HTTPConnectionPool | None = None
+        self._idle: list[Link] = []
 
     def adapter(self) -> HTTPAdapter:
         """This process's adapter, made on first use after a fork."""
@@ -75,7 +88,8 @@ class ConnectionPool:
         return self._adapter
 
     def connections(self) -> urllib3.HTTPConnectionPool:
-        """This process's urllib3 pool for the origin, built by requests' adapter."""
+        """This process's urllib3 pool for the origin, built by requests' adapter: it
+        makes each new connection with requests' TLS and CA settings."""
         pool = self._pool
         if pool is not None and self._pid == os.getpid():
             return pool
@@ -89,23 +103,97 @@ class ConnectionPool:
                                                                      None)
                 adapter.cert_verify(  # type: ignore[no-untyped-call]
                     built, probe.url or self.origin, self.verify, None)
+                # a forked worker's inherited connections are its parent's: never used
+                self._idle = []
                 self._adapter, self._pool, self._pid = adapter, built, os.getpid()
             assert self._pool is not None
             return self._pool
 
     def urlopen(self, method: str, target: str, headers: Mapping[str, str],
-                body: Iterable[bytes] | None) -> urllib3.BaseHTTPResponse:
+                body: Iterable[bytes] | None) -> Response:
         """The response, streamed: its body is still on the wire. ``target`` is the path
         and query; an iterable ``body`` without ``Content-Length`` goes chunked."""
-        return self.connections().urlopen(
-            method, target, body=body, headers=headers,
-            redirect=False, assert_same_host=False, preload_content=False,
-            decode_content=False, retries=_NO_RETRIES, timeout=self.timeout,
-            chunked=body is not None and "Content-Length" not in headers)
+        chunked = body is not None and "Content-Length" not in headers
+        head = request_head(method, target, self.host, headers, chunked=chunked)
+        link = self._take()
+        try:
+            complete = send(link, head, body, chunked=chunked)
+            return Response(link, method, self._give_back if complete else _close)
+        except BaseException:
+            link.close()
+            raise
+
+    def _take(self) -> Link:
+        """An idle connection the upstream has not closed, else a new one."""
+        pool = self.connections()  # first, so that a fork has emptied the idle list
+        idle = self._idle
+        while idle:
+            try:
+                link = idle.pop()
+            except IndexError:  # another thread took the last one
+                break
+            if _usable(link):
+                return link
+            link.close()
+        conn: Any = pool._new_conn()
+        conn.timeout = self.timeouts[0]
+        conn.connect()  # TCP, then TLS with the adapter's settings
+        conn.sock.settimeout(self.timeouts[1])
+        return Link(conn, conn.sock)
+
+    def _give_back(self, link: Link) -> None:
+        if len(self._idle) < self.size and self._pid == os.getpid():
+            self._idle.append(link)
+        else:
+            link.close()
 
     def close(self) -> None:
         """Close this process's pooled connections (a later request opens new ones)."""
         with self._lock:
-            if self._adapter is not None and self._pid == os.getpid():
-                self._adapter.close()
+            if self._pid == os.getpid():
+                idle, self._idle = self._idle, []
+                for link in idle:
+                    link.close()
+                if self._adapter is not None:
+                    self._adapter.close()
             self._adapter = self._pool = None
+
+
+def _close(link: Link) -> None:
+    link.close()
+
+
+def _usable(link: Link) -> bool:
+    """Whether an idle connection is still open with nothing unread, without waiting."""
+    sock: Any = link.sock
+    if link.buffer or getattr(sock, "pending", _nothing)():
+        return False
+    raw = getattr(sock, "_sock", None)  # gevent's socket wraps the real one
+    if isinstance(raw, _socket.socket) and raw.gettimeout() == 0.0 and _PEEK:
+        try:
+            _RAW_RECV(raw, 1, _PEEK)
+        except BlockingIOError:
+            return True  # open, and quiet
+        except OSError:
+            return False
+        return False  # closed by the upstream, or bytes nobody asked for
+    try:
+        return not wait_for_read(sock, timeout=0.0)
+    except OSError:
+        return False
+
+
+def _nothing() -> int:
+    return 0
+
+
+def host_header(origin: str) -> str:
+    """``Host`` as http.client writes it: the port only when not the scheme's default."""
+    url = urlsplit(origin)
+    host = url.hostname or ""
+    with contextlib.suppress(UnicodeError):
+        host = host.encode("idna").decode("ascii")
+    if ":" in host:
+        host = f"[{host}]"
+    default = 443 if url.scheme == "https" else 80
+    return host if url.port in (None, default) else f"{host}:{url.port}"

@@ -22,6 +22,8 @@ PATH_SAFE = "/:@!$&'()*+,;=-._~"
 _QUERY_SAFE = PATH_SAFE + "?"
 _UNSAFE_PATH = re.compile(r"%(?![0-9A-Fa-f]{2})|[^A-Za-z0-9%" + re.escape(PATH_SAFE) + "]")
 _UNSAFE_QUERY = re.compile(r"%(?![0-9A-Fa-f]{2})|[^A-Za-z0-9%" + re.escape(_QUERY_SAFE) + "]")
+#: A percent-escape with a lower-case hex digit (RFC 3986 §6.2.2.1: upper-cased).
+_LOWER_ESCAPE = re.compile(r"%(?:[a-f][0-9A-Fa-f]|[0-9A-F][a-f])")
 _LEADING_SLASHES = re.compile(r"^[/\\]+")
 #: ``Link: <uri>; rel=…`` (RFC 8288): every URI reference sits between angle brackets.
 _LINK_TARGET = re.compile(r"<([^>]*)>")
@@ -32,6 +34,10 @@ _REFRESH = re.compile(r"^(\s*[0-9.]*\s*[;,]\s*)(?:(url\s*=\s*)(['\"]?))?(.*?)(['
 
 def _escape(match: re.Match[str]) -> str:
     return quote(match.group().encode("latin-1", "surrogateescape"), safe="")
+
+
+def _upper(match: re.Match[str]) -> str:
+    return match.group().upper()
 
 
 def _unquote(raw: str) -> str:
@@ -116,7 +122,10 @@ class Upstream:
         path, and the query string (the origin is the connection's own)."""
         path = self.base_path + upstream_path(environ, self.strip_prefix)
         query = upstream_query(environ)
-        return (path or "/") + (f"?{query}" if query else "")
+        target = (path or "/") + (f"?{query}" if query else "")
+        if "%" in target and _LOWER_ESCAPE.search(target):
+            target = _LOWER_ESCAPE.sub(_upper, target)
+        return target
 
     def url_for(self, environ: WSGIEnvironment) -> str:
         """The upstream URL: the backend's origin and path fixed, then the request's path."""

@@ -1,0 +1,314 @@
+"""HTTP/1.1 on one kept-alive upstream connection: the request out, the response in.
+
+The proxy's own lean client, in place of ``http.client``'s per-request machinery (an
+``email`` parser for every response head, a header-by-header ``putheader``): the request
+head is written in one ``sendall`` (with the first piece of the body when there is one),
+and the response head is split by this module. The connection itself (the socket, TLS,
+certificate checks) is urllib3's, made by the pool requests' adapter built (see
+:mod:`.pool`).
+
+What is read is strict where a mistake would let bytes be misread: a status line that is
+not ``HTTP/1.x NNN``, a header line without a name and ``:``, whitespace before the
+``:``, a bad chunk size or more than :data:`MAX_HEADERS` header lines is a
+:class:`ProtocolError` (the proxy answers ``502``). The body's framing follows RFC 9112
+§6.3: none for ``HEAD``, ``1xx``, ``204`` and ``304``; chunked when the last transfer
+coding is ``chunked`` (a ``Content-Length`` beside it is ignored and the connection is
+not reused); else one valid ``Content-Length``; else to the end of the connection. A
+connection goes back to the pool only once its response was read to the end with
+nothing left over, and never when either side said ``Connection: close``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
+
+#: Longest status, header or chunk-size line accepted (http.client's limit).
+MAX_LINE = 65536
+#: Most header lines in a response head (http.client's limit).
+MAX_HEADERS = 100
+#: Bytes asked of the socket at a time while reading a response head.
+_RECV_SIZE = 65536
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
+_NO_BODY_STATUSES = frozenset({204, 304})
+
+
+class ProtocolError(http.client.HTTPException):
+    """The upstream's answer cannot be read as HTTP/1.1 (the proxy answers ``502``)."""
+
+
+class Socket(Protocol):
+    def sendall(self, data: bytes, /) -> Any: ...
+    def recv(self, size: int, /) -> bytes: ...
+
+
+class Link:
+    """One upstream connection and the bytes received on it but not yet consumed.
+
+    ``conn`` is urllib3's connection object (it owns the socket and closes it).
+    """
+
+    __slots__ = ("buffer", "conn", "sock")
+
+    def __init__(self, conn: Any, sock: Any) -> None:
+        self.conn = conn
+        self.sock = sock
+        self.buffer = b""
+
+    def close(self) -> None:
+        self.buffer = b""
+        with contextlib.suppress(OSError):  # closing a broken socket
+            self.conn.close()
+
+    # -- reading ------------------------------------------------------------------------
+
+    def line(self) -> bytes:
+        """One line, with its ``\\n`` (b"": the connection closed first)."""
+        buffer = self.buffer
+        end = buffer.find(b"\n")
+        while end < 0:
+            if len(buffer) > MAX_LINE:
+                raise ProtocolError("a line of the response is too long")
+            data = self.sock.recv(_RECV_SIZE)
+            if not data:
+                self.buffer = b""
+                return buffer
+            start = len(buffer)
+            buffer += data
+            end = buffer.find(b"\n", start)
+        if end >= MAX_LINE:
+            raise ProtocolError("a line of the response is too long")
+        self.buffer = buffer[end + 1:]
+        return buffer[:end + 1]
+
+    def read1(self, size: int) -> bytes:
+        """At most ``size`` bytes: what was buffered, else one ``recv`` (b"": closed)."""
+        buffer = self.buffer
+        if buffer:
+            if len(buffer) <= size:
+                self.buffer = b""
+                return buffer
+            self.buffer = buffer[size:]
+            return buffer[:size]
+        data: bytes = self.sock.recv(size)
+        return data
+
+
+def request_head(method: str, target: str, host: str, headers: Mapping[str, str], *,
+                 chunked: bool = False) -> bytes:
+    """The request line and headers, encoded (``Transfer-Encoding: chunked`` added for a
+    ``chunked`` body); ``ValueError`` for a CR, LF or NUL inside a name or value (never a
+    second request smuggled in a header)."""
+    text = "".join([f"{method} {target} HTTP/1.1\r\nHost: {host}\r\n",
+                    *[f"{name}: {value}\r\n" for name, value in headers.items()],
+                    "Transfer-Encoding: chunked\r\n\r\n" if chunked else "\r\n"])
+    lines = len(headers) + 3 + chunked
+    if (text.count("\n") != lines or text.count("\r") != lines or "\0" in text
+            or " " in method or " " in target):
+        raise ValueError("a request header or the request line holds a forbidden character")
+    return text.encode("latin-1")
+
+
+def send(link: Link, head: bytes, body: Iterable[bytes] | None, *, chunked: bool) -> bool:
+    """Write the request; False when the upstream stopped taking the body (it may have
+    answered early, so the response is read all the same; the connection is not reused).
+
+    The body is pulled piece by piece; the first piece goes with the head."""
+    sock = link.sock
+    if body is None:
+        sock.sendall(head)
+        return True
+    pieces = iter(body)
+    first = next(pieces, None)
+    try:
+        if first is None:
+            sock.sendall(head + b"0\r\n\r\n" if chunked else head)
+            return True
+        sock.sendall(head + (_chunk(first) if chunked else first))
+        for piece in pieces:
+            if piece:
+                sock.sendall(_chunk(piece) if chunked else piece)
+        if chunked:
+            sock.sendall(b"0\r\n\r\n")
+    except (BrokenPipeError, ConnectionResetError):
+        return False  # as urllib3 does: the upstream's early answer is still read
+    return True
+
+
+def _chunk(piece: bytes) -> bytes:
+    return b"%x\r\n%b\r\n" % (len(piece), piece)
+
+
+class Response:
+    """The upstream's status, headers and body, read as the caller asks for it.
+
+    ``headers`` are (name, value) pairs in the order received; ``fields`` holds the values
+    of ``Connection``, ``Content-Length`` and ``Transfer-Encoding`` by lower-case name.
+    When the body was read to its end, ``done`` (the connection already went back to the
+    pool through ``release``, or was closed); :meth:`close` before that closes it.
+    """
+
+    __slots__ = ("_chunked", "_crlf", "_keep", "_left", "_link", "_release", "done",
+                 "fields", "headers", "reason", "status")
+
+    def __init__(self, link: Link, method: str, release: Callable[[Link], None]) -> None:
+        self._link = link
+        self._release = release
+        self.done = False
+        self._crlf = False
+        status, reason, headers, fields, keep = _read_head(link)
+        self.status, self.reason, self.headers, self.fields = status, reason, headers, fields
+        self._chunked = False
+        self._left: int | None = 0
+        if method == "HEAD" or status in _NO_BODY_STATUSES:
+            pass
+        elif "transfer-encoding" in fields:
+            codings = ",".join(fields["transfer-encoding"]).split(",")
+            if codings[-1].strip().lower() == "chunked":
+                self._chunked = True
+                if "content-length" in fields:
+                    keep = False  # RFC 9112 §6.3: the length was wrong; do not reuse
+            else:
+                self._left, keep = None, False  # read to the end (the proxy refuses it)
+        elif "content-length" in fields:
+            values = {v.strip() for value in fields["content-length"] for v in value.split(",")}
+            length = values.pop() if len(values) == 1 else ""
+            if length.isdigit() and length.isascii():
+                self._left = int(length)
+            else:
+                self._left, keep = None, False
+        else:
+            self._left, keep = None, False
+        self._keep = keep
+        if self._left == 0 and not self._chunked:
+            self._end()
+
+    def read1(self, size: int) -> bytes:
+        """The next piece of the body, at most ``size`` bytes, as soon as it arrives;
+        b"" at its end (the connection is then released). Raises if the body breaks off."""
+        if self.done:
+            return b""
+        link = self._link
+        if self._chunked and self._left == 0 and not self._next_chunk():
+            return b""
+        left = self._left
+        if left is None:  # to the end of the connection
+            data = link.read1(size)
+            if not data:
+                self._end()
+            return data
+        data = link.read1(min(size, left))
+        if not data:
+            raise http.client.IncompleteRead(b"", left)
+        self._left = left = left - len(data)
+        if left == 0 and not self._chunked:
+            self._end()
+        return data
+
+    def read(self) -> bytes:
+        """The rest of the body at once (for bodies known to be empty or small)."""
+        pieces = []
+        while piece := self.read1(_RECV_SIZE):
+            pieces.append(piece)
+        return b"".join(pieces)
+
+    def close(self) -> None:
+        """Done with the response: a connection not read to the end is closed."""
+        if not self.done:
+            self.done = True
+            self._link.close()
+
+    def _next_chunk(self) -> bool:
+        """Read up to the next chunk's data; False at the last chunk (body done)."""
+        link = self._link
+        if self._crlf and link.line() not in (b"\r\n", b"\n"):
+            raise ProtocolError("invalid chunked encoding")
+        size_line = link.line()
+        if not size_line:
+            raise http.client.IncompleteRead(b"")
+        digits = size_line.split(b";", 1)[0].strip()
+        if not _HEX.fullmatch(digits):
+            raise ProtocolError("invalid chunked encoding")
+        self._left = int(digits, 16)
+        self._crlf = True
+        if self._left == 0:
+            self._trailers()
+            return False
+        return True
+
+    def _trailers(self) -> None:
+        for _ in range(MAX_HEADERS + 1):
+            line = self._link.line()
+            if line in (b"\r\n", b"\n"):
+                self._end()
+                return
+            if not line:
+                raise http.client.IncompleteRead(b"")
+        raise ProtocolError("too many trailer lines")
+
+    def _end(self) -> None:
+        self.done = True
+        link = self._link
+        if self._keep and not link.buffer:
+            self._release(link)
+        else:
+            link.close()
+
+
+def _read_head(link: Link) -> tuple[int, str, list[tuple[str, str]],
+                                    dict[str, list[str]], bool]:
+    """status, reason, headers, framing fields, whether the connection may be kept."""
+    while True:
+        line = link.line()
+        if not line:
+            raise http.client.RemoteDisconnected("connection closed without a response")
+        version, _, rest = line.rstrip(b"\r\n").partition(b" ")
+        code, _, reason = rest.partition(b" ")
+        if (version[:7] != b"HTTP/1." or len(code) != 3 or not code.isdigit()
+                or code[0] == 48):  # b"0"
+            raise ProtocolError("the upstream's status line is not HTTP/1.1")
+        status = int(code)
+        headers, fields = _read_headers(link)
+        if status >= 200:
+            break
+        if status == 101:
+            raise ProtocolError("the upstream switched protocols")
+        # an interim 1xx response (100 Continue, 103 Early Hints): the real one follows
+    tokens = {t.strip().lower() for v in fields.get("connection", ()) for t in v.split(",")}
+    keep = "close" not in tokens and (version == b"HTTP/1.1" or "keep-alive" in tokens)
+    return status, reason.strip().decode("latin-1"), headers, fields, keep
+
+
+def _read_headers(link: Link) -> tuple[list[tuple[str, str]], dict[str, list[str]]]:
+    headers: list[tuple[str, str]] = []
+    fields: dict[str, list[str]] = {}
+    for _ in range(MAX_HEADERS + 1):
+        line = link.line()
+        if line in (b"\r\n", b"\n"):
+            return headers, fields
+        if not line:
+            raise http.client.IncompleteRead(b"")
+        text = line.decode("latin-1")
+        if text[0] in " \t":  # obsolete line folding: part of the previous value
+            if not headers:
+                raise ProtocolError("the response head starts with a folded line")
+            name, value = headers[-1]
+            if name.lower() in _FRAMING:
+                raise ProtocolError("a framing header of the response is folded")
+            headers[-1] = (name, f"{value} {text.strip()}")
+            continue
+        name, colon, value = text.partition(":")
+        if not colon or not name or name != name.strip() or " " in name or "\t" in name:
+            raise ProtocolError("a header line of the response is malformed")
+        value = value.strip()
+        headers.append((name, value))
+        lower = name.lower()
+        if lower in _FRAMING:
+            fields.setdefault(lower, []).append(value)
+    raise ProtocolError(f"more than {MAX_HEADERS} header lines")
+
+
+_FRAMING = frozenset({"connection", "content-length", "transfer-encoding"})
