@@ -355,7 +355,9 @@ def report(results: list[Result], args: argparse.Namespace, generator: str) -> N
     by = {r.name: r for r in results}
     print(f"\nload: {generator}, {args.connections} connections, {args.duration:g} s per path; "
           f"streaming: {args.mib} MiB, best of {args.repeat}; "
-          f"gunicorn gthread, 1 worker, {args.threads} threads")
+          f"gunicorn gthread, 1 worker, {args.threads} threads; envroute's access lines "
+          f"{'on' if args.access_log else 'off (as nginx: access_log off)'}; "
+          f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
     print(f"{'path':<10}{'req/s':>9}{'vs naive':>10}{'vs direct':>10}{'proxy CPU':>12}"
           f"{'down MB/s':>11}{'up MB/s':>9}{'RSS+ down':>11}{'RSS+ up':>9}")
     for r in results:
@@ -403,6 +405,9 @@ def main() -> None:
     parser.add_argument("--no-nginx", action="store_true")
     parser.add_argument("--no-streaming", action="store_true")
     parser.add_argument("--only", default="", help="comma-separated paths to measure")
+    parser.add_argument("--access-log", action="store_true",
+                        help="envroute writes its access lines (to the log file; off by "
+                             "default, as nginx's access_log off: no peer writes one)")
     args = parser.parse_args()
     wanted = set(filter(None, args.only.split(","))) or {"envroute", "naive", "werkzeug",
                                                           "nginx"}
@@ -420,7 +425,8 @@ def main() -> None:
         config = work / "envroute.toml"
         config.write_text(f'secret = "{SECRET}"\n[store]\nurl = "sqlite:///{work}/keys.db"\n'
                           f'[backends.api]\nurl = "{backend_url}"\n'
-                          f'pool_size = {args.threads}\n')
+                          f'pool_size = {args.threads}\n'
+                          f'[logging]\naccess = {"true" if args.access_log else "false"}\n')
         key = make_key(config)
         auth = {"Authorization": f"Bearer {key}"}
 

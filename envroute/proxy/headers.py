@@ -24,16 +24,18 @@ transfer coding, or ``Content-Length`` values that disagree or are not numbers, 
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from werkzeug.http import parse_list_header
 
 from ..errors import BackendUnavailable
 from ..names import HOP_BY_HOP, IDENTITY_KEY, REQUEST_ID_KEY
-from ..signing import identity_headers
+from ..signing import METADATA_HEADER, SIGNATURE_HEADER, identity_headers, sign
 from ..typing import HeaderList, WSGIEnvironment
 
 if TYPE_CHECKING:
+    from ..identity import Identity
     from .urls import Upstream
     from .wire import Response
 
@@ -74,6 +76,36 @@ def _connection_tokens(values: list[str]) -> frozenset[str]:
                      for token in parse_list_header(value) if token.strip())
 
 
+#: id(identity) -> (the identity, its headers unsigned, its metadata JSON, the second
+#: and the signature last sent). The verifier's cache hands the same frozen
+#: :class:`~envroute.identity.Identity` to every request of a key, so its metadata is
+#: serialised once, and signed at most once a second; the entry holds the identity, so
+#: its id cannot be reused while it is kept. Cleared when :data:`_IDENTITIES_MAX` full.
+_IDENTITIES: dict[int, tuple[Identity, list[tuple[str, str]], str, int, str]] = {}
+_IDENTITIES_MAX = 4096
+
+
+def _identity_headers(identity: Identity, signing_secret: str) -> list[tuple[str, str]]:
+    """:func:`envroute.signing.identity_headers` for ``identity``, remembered."""
+    entry = _IDENTITIES.get(id(identity))
+    if entry is None or entry[0] is not identity:
+        pairs = identity_headers(identity.key_id, identity.environment, identity.metadata,
+                                 customer_id=identity.customer_id)
+        if len(_IDENTITIES) >= _IDENTITIES_MAX:
+            _IDENTITIES.clear()
+        entry = (identity, pairs, dict(pairs)[METADATA_HEADER], 0, "")
+        _IDENTITIES[id(identity)] = entry
+    if not signing_secret:
+        return entry[1]
+    now = int(time.time())
+    if entry[3] != now:  # a signature carries its second
+        signature = sign(signing_secret, identity.key_id, identity.environment, entry[2],
+                         customer_id=identity.customer_id, timestamp=now)
+        entry = (identity, entry[1], entry[2], now, signature)
+        _IDENTITIES[id(identity)] = entry
+    return [*entry[1], (SIGNATURE_HEADER, entry[4])]
+
+
 def _append(existing: str | None, value: str) -> str:
     return f"{existing}, {value}" if existing else value
 
@@ -101,9 +133,7 @@ def request_headers(environ: WSGIEnvironment, *, signing_secret: str = "",
         headers["Content-Length"] = str(content_length)
     identity = environ.get(IDENTITY_KEY)
     if identity is not None:
-        headers.update(identity_headers(identity.key_id, identity.environment,
-                                        identity.metadata, signing_secret,
-                                        customer_id=identity.customer_id))
+        headers.update(_identity_headers(identity, signing_secret))
     request_id = environ.get(REQUEST_ID_KEY)
     if request_id:
         headers["Envroute-Request-Id"] = request_id

@@ -26,13 +26,18 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-#: Longest status, header or chunk-size line accepted (http.client's limit).
+#: Longest chunk-size or trailer line accepted (http.client's limit for a line).
 MAX_LINE = 65536
+#: Longest response head accepted (status line and headers).
+MAX_HEAD = 256 * 1024
 #: Most header lines in a response head (http.client's limit).
 MAX_HEADERS = 100
 #: Bytes asked of the socket at a time while reading a response head.
 _RECV_SIZE = 65536
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
+#: The end of a head: an empty line (CRLF or a bare LF, which RFC 9112 §2.2 lets a
+#: recipient accept).
+_HEAD_END = re.compile(rb"\n\r?\n")
 _NO_BODY_STATUSES = frozenset({204, 304})
 
 
@@ -64,6 +69,33 @@ class Link:
             self.conn.close()
 
     # -- reading ------------------------------------------------------------------------
+
+    def head(self) -> str:
+        """A response head up to its empty line, decoded (latin-1), its line ends made
+        ``\\n``; a bare CR, a head past :data:`MAX_HEAD` or the connection closing before
+        the end is a :class:`ProtocolError` (closed before any byte:
+        :class:`http.client.RemoteDisconnected`)."""
+        buffer = self.buffer
+        found = _HEAD_END.search(buffer)
+        while found is None:
+            if len(buffer) > MAX_HEAD:
+                raise ProtocolError("the response head is too long")
+            data = self.sock.recv(_RECV_SIZE)
+            if not data:
+                self.buffer = b""
+                if buffer:
+                    raise ProtocolError("connection closed in the middle of the head")
+                raise http.client.RemoteDisconnected("connection closed without a response")
+            buffer += data
+            found = _HEAD_END.search(buffer, max(0, len(buffer) - len(data) - 3))
+        end = found.end()
+        if end > MAX_HEAD:
+            raise ProtocolError("the response head is too long")
+        self.buffer = buffer[end:]
+        text = buffer[:end].decode("latin-1").replace("\r\n", "\n")
+        if "\r" in text:
+            raise ProtocolError("a bare CR in the response head")
+        return text
 
     def line(self) -> bytes:
         """One line, with its ``\\n`` (b"": the connection closed first)."""
@@ -262,53 +294,53 @@ def _read_head(link: Link) -> tuple[int, str, list[tuple[str, str]],
                                     dict[str, list[str]], bool]:
     """status, reason, headers, framing fields, whether the connection may be kept."""
     while True:
-        line = link.line()
-        if not line:
-            raise http.client.RemoteDisconnected("connection closed without a response")
-        version, _, rest = line.rstrip(b"\r\n").partition(b" ")
-        code, _, reason = rest.partition(b" ")
-        if (version[:7] != b"HTTP/1." or len(code) != 3 or not code.isdigit()
-                or code[0] == 48):  # b"0"
+        lines = link.head().split("\n")
+        version, _, rest = lines[0].partition(" ")
+        code, _, reason = rest.partition(" ")
+        if (version[:7] != "HTTP/1." or len(code) != 3 or not code.isdigit()
+                or not code.isascii() or code[0] == "0"):
             raise ProtocolError("the upstream's status line is not HTTP/1.1")
         status = int(code)
-        headers, fields = _read_headers(link)
+        headers, fields = _headers(lines)
         if status >= 200:
             break
         if status == 101:
             raise ProtocolError("the upstream switched protocols")
         # an interim 1xx response (100 Continue, 103 Early Hints): the real one follows
     tokens = {t.strip().lower() for v in fields.get("connection", ()) for t in v.split(",")}
-    keep = "close" not in tokens and (version == b"HTTP/1.1" or "keep-alive" in tokens)
-    return status, reason.strip().decode("latin-1"), headers, fields, keep
+    keep = "close" not in tokens and (version == "HTTP/1.1" or "keep-alive" in tokens)
+    return status, reason.strip(), headers, fields, keep
 
 
-def _read_headers(link: Link) -> tuple[list[tuple[str, str]], dict[str, list[str]]]:
+def _headers(lines: list[str]) -> tuple[list[tuple[str, str]], dict[str, list[str]]]:
+    """The header lines of a head (``lines[0]`` is the status line, the last two are
+    empty), as (name, value) pairs and the framing fields."""
+    if len(lines) > MAX_HEADERS + 3:
+        raise ProtocolError(f"more than {MAX_HEADERS} header lines")
     headers: list[tuple[str, str]] = []
     fields: dict[str, list[str]] = {}
-    for _ in range(MAX_HEADERS + 1):
-        line = link.line()
-        if line in (b"\r\n", b"\n"):
-            return headers, fields
-        if not line:
-            raise http.client.IncompleteRead(b"")
-        text = line.decode("latin-1")
-        if text[0] in " \t":  # obsolete line folding: part of the previous value
+    token = _TOKEN.fullmatch
+    for index in range(1, len(lines) - 2):
+        line = lines[index]
+        if line[:1] in (" ", "\t"):  # obsolete line folding: part of the previous value
             if not headers:
                 raise ProtocolError("the response head starts with a folded line")
             name, value = headers[-1]
             if name.lower() in _FRAMING:
                 raise ProtocolError("a framing header of the response is folded")
-            headers[-1] = (name, f"{value} {text.strip()}")
+            headers[-1] = (name, f"{value} {line.strip()}")
             continue
-        name, colon, value = text.partition(":")
-        if not colon or not name or name != name.strip() or " " in name or "\t" in name:
+        name, colon, value = line.partition(":")
+        if not colon or token(name) is None:
             raise ProtocolError("a header line of the response is malformed")
-        value = value.strip()
+        value = value.strip(" \t")
         headers.append((name, value))
         lower = name.lower()
         if lower in _FRAMING:
             fields.setdefault(lower, []).append(value)
-    raise ProtocolError(f"more than {MAX_HEADERS} header lines")
+    return headers, fields
 
 
 _FRAMING = frozenset({"connection", "content-length", "transfer-encoding"})
+#: A header name (RFC 9110 §5.6.2 ``token``): no spaces, no separators.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
