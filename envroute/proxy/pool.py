@@ -30,6 +30,7 @@ from __future__ import annotations
 import _socket
 import contextlib
 import os
+import select
 import socket
 import sys
 import threading
@@ -54,6 +55,8 @@ GEVENT_POOL_SIZE = 256
 #: A peek that neither waits nor consumes (where the platform has both flags).
 _PEEK = getattr(socket, "MSG_PEEK", 0) | getattr(socket, "MSG_DONTWAIT", 0)
 _RAW_RECV = _socket.socket.recv
+_POLL = getattr(select, "poll", None)
+_POLLIN = getattr(select, "POLLIN", 1)
 
 
 def default_pool_size() -> int:
@@ -178,8 +181,12 @@ def _usable(link: Link) -> bool:
             return False
         return False  # closed by the upstream, or bytes nobody asked for
     try:
-        return not wait_for_read(sock, timeout=0.0)
-    except OSError:
+        if _POLL is None:
+            return not wait_for_read(sock, timeout=0.0)
+        poller = _POLL()
+        poller.register(sock, _POLLIN)
+        return not poller.poll(0)  # readable now: closed, or bytes nobody asked for
+    except (OSError, ValueError):
         return False
 
 
