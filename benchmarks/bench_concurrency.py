@@ -162,7 +162,8 @@ def report(results: list[Result], args: argparse.Namespace, load: tuple[float, .
           f"{load[0]:.1f} / {os.getloadavg()[0]:.1f} (shared; client, upstream and proxy on "
           f"the same cores)")
     print(f"wrk: {args.connections} connections, {args.duration:g} s per path; upstream "
-          f"answers in {args.delay * 1000:g} ms; ceiling {ceiling:,.0f} req/s")
+          f"answers in {args.delay * 1000:g} ms; ceiling {ceiling:,.0f} req/s; envroute's "
+          f"access lines {'on' if args.access_log else 'off (as nginx: access_log off)'}")
     print(f"{'path':<22}{'req/s':>8}{'of ceiling':>12}{'errors':>8}{'p50':>9}{'p99':>9}"
           f"{'CPU/req':>10}")
     for r in results:
@@ -186,6 +187,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=64, help="gthread threads per worker")
     parser.add_argument("--only", default="", help="comma-separated: gevent,gthread,nginx")
+    parser.add_argument("--access-log", action="store_true",
+                        help="envroute writes its access lines (to the log file; off by "
+                             "default, as nginx's access_log off)")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is needed (apt-get install wrk)")
@@ -203,7 +207,8 @@ def main() -> None:
         results.append(measure(upstream, {}, args))
         config = work / "envroute.toml"
         config.write_text(f'secret = "{SECRET}"\n[store]\nurl = "sqlite:///{work}/keys.db"\n'
-                          f'[backends.api]\nurl = "http://127.0.0.1:{upstream_port}"\n')
+                          f'[backends.api]\nurl = "http://127.0.0.1:{upstream_port}"\n'
+                          f'[logging]\naccess = {"true" if args.access_log else "false"}\n')
         key = {"Authorization": f"Bearer {make_key(config)}"}
         env = {"ENVROUTE_CONFIG": str(config), "PYTHONPATH": str(ROOT)}
         for worker_class in ("gevent", "gthread"):

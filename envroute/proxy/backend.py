@@ -84,6 +84,8 @@ class ProxyBackend:
             _discard(raw)
             raise self._failure(exc, retryable=False) from None
         start_response(status, passed)
+        if raw.done:  # the whole body came in its first piece; the connection is back
+            return [first] if first else []
         return ResponseBody(raw, self.name, first)
 
     def _failure(self, exc: Exception, *, retryable: bool) -> BackendError:
