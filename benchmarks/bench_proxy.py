@@ -8,12 +8,18 @@ Python keep-alive client) for every path:
 * ``direct``   the backend (a tiny WSGI app under gunicorn gthread), no proxy;
 * ``envroute`` the gateway (``envroute.wsgi:app``, gunicorn gthread): key check, route,
   pooled keep-alive proxy;
+* ``raw``      the floor of any Python proxy under the same gunicorn: a kept-alive socket
+  per thread, fixed request bytes, the answer read by its ``Content-Length`` (hello only;
+  no streaming): what is left is gunicorn's own cost and the kernel's;
 * ``naive``    a WSGI proxy calling ``requests.request`` per request (a new session and
   TCP connection each time), streaming both ways, same gunicorn settings;
 * ``werkzeug`` werkzeug's ``ProxyMiddleware`` (``http.client``, a connection per request),
   same gunicorn settings: the peer issue 14 sets envroute's proxy CPU against;
 * ``nginx``    ``proxy_pass`` with an upstream keep-alive pool, buffering off (when nginx
   is installed).
+
+envroute's access lines are off (``[logging] access = false``), as nginx's ``access_log
+off``: no other path writes one (``--access-log`` turns them on).
 
 Reported: requests/s and the ratios to ``naive`` and ``direct``; the proxy's CPU time per
 request (user+system of its processes, from /proc); streaming MB/s of a ``--mib`` MiB
@@ -94,6 +100,31 @@ def naive_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> It
                    [(k, v) for k, v in response.raw.headers.items()
                     if k.lower() not in HOP_BY_HOP - {"content-length"}])
     return response.raw.stream(65536, decode_content=False)
+
+
+_raw_local = threading.local()
+
+
+def raw_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    """The floor: the least a Python proxy under the same gunicorn can cost. One kept-alive
+    socket per thread, the request's bytes fixed, the answer read by its Content-Length;
+    no header, path or body is passed on and nothing is checked (never use it)."""
+    sock = getattr(_raw_local, "sock", None)
+    if sock is None:
+        port = int(os.environ["BENCH_BACKEND"].rpartition(":")[2])
+        sock = _raw_local.sock = socket.create_connection(("127.0.0.1", port))
+    sock.sendall(b"GET /hello HTTP/1.1\r\nHost: backend\r\n\r\n")
+    data = b""
+    while True:
+        data += sock.recv(65536)
+        head, found, body = data.partition(b"\r\n\r\n")
+        if found:
+            length = int(head.lower().partition(b"content-length:")[2].split(b"\r\n")[0])
+            if len(body) >= length:
+                break
+    start_response("200 OK", [("Content-Type", "text/plain"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
 
 
 _werkzeug_proxy: Callable[..., Iterable[bytes]] | None = None
@@ -311,7 +342,8 @@ class Result:
 
 
 def measure(server: Server, path_headers: dict[str, str], args: argparse.Namespace,
-            load: Callable[..., int], proxy_pids: Callable[[], list[int]]) -> Result:
+            load: Callable[..., int], proxy_pids: Callable[[], list[int]], *,
+            streaming: bool = True) -> Result:
     url = f"http://127.0.0.1:{server.port}/hello"
     result = Result(server.name)
     load(url, path_headers, 1, args.connections)  # warm up: pools, caches, keys
@@ -319,7 +351,7 @@ def measure(server: Server, path_headers: dict[str, str], args: argparse.Namespa
     requests_done = load(url, path_headers, args.duration, args.connections)
     result.rps = requests_done / args.duration
     result.cpu_us = (cpu_seconds(proxy_pids()) - cpu) / requests_done * 1e6
-    if args.no_streaming:
+    if args.no_streaming or not streaming:
         return result
     base = f"http://127.0.0.1:{server.port}"
     transfer(base, path_headers, 4, upload=False)
@@ -374,6 +406,10 @@ def report(results: list[Result], args: argparse.Namespace, generator: str) -> N
     if envroute:
         print(f"target envroute proxy CPU <= 350 µs:       {envroute.cpu_us:.0f} µs  "
               f"{'met' if envroute.cpu_us <= 350 else 'NOT met'}")
+    raw = by.get("raw")
+    if envroute and raw:
+        print(f"envroute above the raw floor (gunicorn's own cost): "
+              f"{envroute.cpu_us - raw.cpu_us:+.0f} µs per request")
     if envroute and werkzeug:
         print(f"target envroute CPU below werkzeug's:       {envroute.cpu_us:.0f} vs "
               f"{werkzeug.cpu_us:.0f} µs  "
@@ -409,8 +445,8 @@ def main() -> None:
                         help="envroute writes its access lines (to the log file; off by "
                              "default, as nginx's access_log off: no peer writes one)")
     args = parser.parse_args()
-    wanted = set(filter(None, args.only.split(","))) or {"envroute", "naive", "werkzeug",
-                                                          "nginx"}
+    wanted = set(filter(None, args.only.split(","))) or {"envroute", "raw", "naive",
+                                                          "werkzeug", "nginx"}
     load = wrk if shutil.which("wrk") else python_load
     generator = "wrk" if load is wrk else "python keep-alive client (wrk not installed)"
     nginx = None if args.no_nginx else shutil.which("nginx")
@@ -444,14 +480,15 @@ def main() -> None:
                 print("measuring envroute ...", flush=True)
                 results.append(measure(server, auth, args, load, workers(server)))
 
-        for name in ("naive", "werkzeug"):
+        for name in ("raw", "naive", "werkzeug"):
             if name not in wanted:
                 continue
             port = free_port()
             with serve(name, gunicorn(f"bench_proxy:{name}_app", port, args.threads), port,
                        work / f"{name}.log", {"BENCH_BACKEND": backend_url}) as server:
                 print(f"measuring {name} ...", flush=True)
-                results.append(measure(server, {}, args, load, workers(server)))
+                results.append(measure(server, {}, args, load, workers(server),
+                                       streaming=name != "raw"))
 
         if nginx and "nginx" in wanted:
             port = free_port()

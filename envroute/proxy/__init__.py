@@ -1,4 +1,4 @@
-"""``ProxyBackend``: a streaming reverse proxy to one upstream URL, over ``requests``.
+"""``ProxyBackend``: a streaming reverse proxy to one upstream URL.
 
 A ``[backends.NAME] url = "http://host:port/base"`` backend is a WSGI app that forwards
 the request to that upstream and streams the answer back, in both directions, without
@@ -7,9 +7,9 @@ as it is sent upstream (with its ``Content-Length``, or chunked when the caller 
 chunked), and the response is passed on as each piece arrives.
 
 What reaches the upstream (contract §7): the method, the path with its percent-encoding
-as sent (``RAW_URI``/``REQUEST_URI`` when the server provides them; urllib3 upper-cases
-the hex of percent-escapes, an equivalence of RFC 3986 §6.2.2.1, and escapes characters
-that are invalid in a URL), the query string, the body and end-to-end headers; the
+as sent (``RAW_URI``/``REQUEST_URI`` when the server provides them; the hex of
+percent-escapes is upper-cased, an equivalence of RFC 3986 §6.2.2.1, and characters that
+are invalid in a URL are escaped), the query string, the body and end-to-end headers; the
 identity as ``Envroute-Key-Id``, ``Envroute-Environment``, ``Envroute-Metadata``,
 ``Envroute-Customer-Id`` (when the identity has a customer) and, with
 ``signing_secret``, ``Envroute-Signature`` (see :mod:`envroute.signing`);
@@ -45,18 +45,26 @@ truncated body is never passed off as a complete one.
 
 Connections: one requests adapter (no ``Session``) per backend per process, made on
 first use in that process (gunicorn forks workers after importing the app, and sockets
-must not be shared across a fork); requests builds the urllib3 keep-alive pool with its
-TLS and CA handling once, and each request goes straight to that pool (see
-:mod:`.pool`). ``pool_size`` connections are kept (default :data:`DEFAULT_POOL_SIZE`; set
-it to at least gunicorn's ``--threads``: busier moments open extra connections that are
-closed after use). Environment proxies (``HTTP_PROXY``)
-and cookies are ignored: the gateway talks to its backends directly and keeps no state
-between callers. TLS is verified against certifi's CA bundle, or the one named by
-``REQUESTS_CA_BUNDLE`` (read once, when the backend is built).
+must not be shared across a fork); requests configures the urllib3 pool with its TLS and
+CA handling once, and that pool makes every new connection. Requests and responses then
+go over the kept-alive connections with the proxy's own lean HTTP/1.1 client
+(:mod:`.wire`): the request head in one ``sendall``, the response head split in one
+piece, no ``http.client`` or urllib3 machinery per request (see :mod:`.pool`).
+``pool_size`` connections are kept (default :data:`DEFAULT_POOL_SIZE`, 256 under gevent;
+set it to at least gunicorn's ``--threads``: busier moments open extra connections that
+are closed after use). An idle connection is checked for a close by the upstream before
+it is reused, without waiting (under gevent, without a trip through its hub); one whose
+response was not read to the end, or after ``Connection: close``, is never reused. A
+response the proxy cannot read as HTTP/1.1 (see :mod:`.wire`) is a ``502``. Environment
+proxies (``HTTP_PROXY``) and cookies are ignored: the gateway talks to its backends
+directly and keeps no state between callers. TLS is verified against certifi's CA
+bundle, or the one named by ``REQUESTS_CA_BUNDLE`` (read once, when the backend is
+built).
 
 The parts, one job each: :mod:`.urls` (where a request goes; URLs coming back),
 :mod:`.headers` (which headers cross; framing), :mod:`.bodies` (streams both ways),
-:mod:`.pool` (keep-alive connections), :mod:`.failures` (errors by type) and
+:mod:`.pool` (keep-alive connections), :mod:`.wire` (HTTP/1.1 on one connection),
+:mod:`.failures` (errors by type) and
 :mod:`.backend` (:class:`ProxyBackend`, putting them together).
 
 Security: the connection always goes to the configured scheme, host and port. The
