@@ -129,8 +129,10 @@ def wrk(url: str, headers: dict[str, str], duration: float, connections: int
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     errors += int(non2xx.group(1)) if non2xx else 0
-    p50 = re.search(r"50%\s+(\S+)", output)
-    p99 = re.search(r"99%\s+(\S+)", output)
+    # the latency distribution's own lines ("  99%  120.00ms"), not a "75.99%" of the
+    # thread stats before it
+    p50 = re.search(r"^\s*50%\s+(\S+)", output, re.MULTILINE)
+    p99 = re.search(r"^\s*99%\s+(\S+)", output, re.MULTILINE)
     assert p50 and p99, output
     return int(total.group(1)), errors, milliseconds(p50.group(1)), milliseconds(p99.group(1))
 
