@@ -15,7 +15,8 @@ not ``HTTP/1.x NNN``, a header line without a name and ``:``, whitespace before 
 coding is ``chunked`` (a ``Content-Length`` beside it is ignored and the connection is
 not reused); else one valid ``Content-Length``; else to the end of the connection. A
 connection goes back to the pool only once its response was read to the end with
-nothing left over, and never when either side said ``Connection: close``.
+nothing left over, and never after the upstream said ``Connection: close`` (or, in
+HTTP/1.0, did not say ``keep-alive``). Obsolete line folding is read as one space.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import contextlib
 import http.client
 import re
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 #: Longest chunk-size or trailer line accepted (http.client's limit for a line).
 MAX_LINE = 65536
@@ -43,11 +44,6 @@ _NO_BODY_STATUSES = frozenset({204, 304})
 
 class ProtocolError(http.client.HTTPException):
     """The upstream's answer cannot be read as HTTP/1.1 (the proxy answers ``502``)."""
-
-
-class Socket(Protocol):
-    def sendall(self, data: bytes, /) -> Any: ...
-    def recv(self, size: int, /) -> bytes: ...
 
 
 class Link:
