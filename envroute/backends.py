@@ -154,7 +154,7 @@ class StoredBackends:
                     continue
                 try:
                     served[record.name] = (record, self._build(record))
-                except ConfigError as exc:
+                except (ConfigError, ValueError) as exc:  # a record no validation made
                     logger.error("stored backend %r is not served: %s", record.name, exc)
             dropped = [app for name, (record, app) in self._served.items()
                        if served.get(name, (None, None))[1] is not app]

@@ -119,10 +119,15 @@ def _stored_backends(router: Any) -> list[dict[str, Any]]:
     except NotImplementedError:  # pragma: no cover - a store without stored backends
         return []
     for record in records:
-        backend = ProxyBackend(BackendSettings(
-            name=record.name, url=record.url, timeout=record.timeout,
-            connect_timeout=record.connect_timeout, strip_prefix=record.strip_prefix,
-            pool_size=record.pool_size))
+        try:
+            backend = ProxyBackend(BackendSettings(
+                name=record.name, url=record.url, timeout=record.timeout,
+                connect_timeout=record.connect_timeout, strip_prefix=record.strip_prefix,
+                pool_size=record.pool_size))
+        except (ValueError, EnvrouteError) as exc:  # a record no validation made: not served
+            results.append({"name": f"backend {record.name} (stored)", "ok": False,
+                            "detail": f"not served: {' '.join(str(exc).split())}"})
+            continue
         try:
             result = _reach(record.name, backend)
         finally:

@@ -82,12 +82,20 @@ def duration_argument(text: str) -> float:
 
 
 def positive_duration(text: str) -> float:
-    """A duration longer than zero: ``--expires-in 0s`` would mean "never" by accident."""
+    """A duration longer than zero (``--within``): ``0s`` would list nothing."""
     seconds = duration_argument(text)
     if seconds <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not longer than 0s (leave the flag "
-                                         "out for no expiry)")
+        raise argparse.ArgumentTypeError(f"{text!r} is not longer than 0s")
     return seconds
+
+
+def expiry_duration(text: str) -> float:
+    """``--expires-in``: longer than zero, since ``0s`` would mean "never" by accident."""
+    try:
+        return positive_duration(text)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (leave the flag out for no expiry)"
+                                         ) from None
 
 
 def meta_argument(text: str) -> tuple[str, str]:

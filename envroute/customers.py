@@ -98,7 +98,9 @@ class CustomerManager(Managed):
             changes["metadata"] = check_metadata(merged(base, set_meta, unset), "customer")
         if name is not None:
             changes["name"] = name
-        if not changes:
+        current = {"metadata": dict(before.metadata), "name": before.name}
+        changes = {k: v for k, v in changes.items() if v != current[k]}
+        if not changes:  # nothing changes: nothing stored, audited or announced
             return before
         self.recorder.prepare()
         after = self.store.update_customer(before.id, changes)

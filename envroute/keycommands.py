@@ -22,6 +22,7 @@ from .commandtools import (
     add_parser,
     days_argument,
     duration_argument,
+    expiry_duration,
     meta_argument,
     metadata_text,
     positive_duration,
@@ -55,7 +56,7 @@ def add_key_commands(subparsers: Any, parents: Sequence[argparse.ArgumentParser]
     create.add_argument("--scope", action="append", default=[], metavar="SCOPE",
                         help="restrict the key to a scope defined in [scopes] (repeatable)")
     create.add_argument("--name", default="", help="a label for people")
-    create.add_argument("--expires-in", type=positive_duration, metavar="DURATION",
+    create.add_argument("--expires-in", type=expiry_duration, metavar="DURATION",
                         help="expire after this long, such as 30d or 12h (default: never)")
 
     listing = add_parser(subparsers, "list", "list keys (never their secrets)", parents)
@@ -75,7 +76,7 @@ def add_key_commands(subparsers: Any, parents: Sequence[argparse.ArgumentParser]
                         help="remove one of the key's own metadata values (repeatable)")
     update.add_argument("--name", default=None, help="a new label for people")
     expiry = update.add_mutually_exclusive_group()
-    expiry.add_argument("--expires-in", type=positive_duration, metavar="DURATION",
+    expiry.add_argument("--expires-in", type=expiry_duration, metavar="DURATION",
                         help="expire this long from now, such as 30d")
     expiry.add_argument("--no-expiry", action="store_true", help="never expire")
 

@@ -236,15 +236,24 @@ class KeyManager(Managed):
                 seconds=expires_in)
         elif no_expiry:
             changes["expires_at"] = None
-        if not changes:
+        current = {"metadata": dict(before.metadata), "name": before.name,
+                   "expires_at": before.expires_at}
+        changes = {k: v for k, v in changes.items() if v != current[k]}
+        if not changes:  # nothing changes: nothing stored, audited or announced
             return before
         self.recorder.prepare()
         after = self.store.update_key(before.id, changes)
         self._record_change("key.updated", before, after)
         return after
 
+    def _not_revoked(self, record: KeyRecord, what: str) -> None:
+        if record.revoked_at is not None:
+            raise KeyUsageError(f"{record.id} is revoked; revocation is permanent, a revoked "
+                                f"key cannot be {what}")
+
     def disable(self, key_id: str) -> KeyRecord:
         before = self.get(key_id)
+        self._not_revoked(before, "disabled")
         if before.disabled_at is not None:
             return before
         self.recorder.prepare()
@@ -254,6 +263,7 @@ class KeyManager(Managed):
 
     def enable(self, key_id: str) -> KeyRecord:
         before = self.get(key_id)
+        self._not_revoked(before, "enabled")
         if before.disabled_at is None:
             return before
         self.recorder.prepare()
@@ -294,8 +304,7 @@ class KeyManager(Managed):
     def roll(self, key_id: str, *, expires_in: float = 0.0) -> IssuedKey:
         """A new secret for the same key; the old one works ``expires_in`` seconds more."""
         record = self.get(key_id)
-        if record.revoked_at is not None:
-            raise KeyUsageError(f"{key_id} is revoked; a revoked key cannot be rolled")
+        self._not_revoked(record, "rolled")
         self.recorder.prepare()
         secret = keys.generate_secret(record.prefix)
         now = utcnow()

@@ -205,14 +205,15 @@ def backends(section: Table, builtin: set[str]) -> dict[str, BackendSettings]:
                 check_backend_url(url)
             except ValueError as exc:
                 raise table.error(str(exc), key="url") from None
-        timeout = table.duration("timeout", 30.0)
+        timeout = table.duration("timeout", 30.0, positive=True)
         strip_prefix = table.string("strip_prefix")
         if strip_prefix and (not strip_prefix.startswith("/") or strip_prefix.endswith("/")):
             raise table.error("expected a path such as '/sandbox' (leading '/', no trailing '/')",
                               key="strip_prefix")
         result[name] = BackendSettings(
             name=name, url=url, app=app, timeout=timeout,
-            connect_timeout=table.duration("connect_timeout", min(timeout, 5.0)),
+            connect_timeout=table.duration("connect_timeout", min(timeout, 5.0),
+                                           positive=True),
             strip_prefix=strip_prefix, pool_size=table.integer("pool_size", 0),
         )
         table.finish()

@@ -9,6 +9,7 @@ dotted key and the reason.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -24,6 +25,8 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a duration such as '5s', '10m' or '30d'")
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError(f"{value!r} is not a duration such as '5s', '10m' or '30d'")
         if value < 0:
             raise ValueError("a duration cannot be negative")
         return float(value)
@@ -80,13 +83,18 @@ class Table:
             raise self.error(f"expected true or false, got {kind(value)}", key=name)
         return value
 
-    def duration(self, name: str, default: float) -> float:
+    def duration(self, name: str, default: float, *, positive: bool = False) -> float:
+        """A duration; ``positive``: longer than 0 (a timeout of 0 would fail every call)."""
         if name not in self.data:
             return default
+        value = self.data.pop(name)
         try:
-            return parse_duration(self.data.pop(name))
+            seconds = parse_duration(value)
         except ValueError as exc:
             raise self.error(str(exc), key=name) from None
+        if positive and seconds <= 0:
+            raise self.error("must be longer than 0s", key=name)
+        return seconds
 
     def integer(self, name: str, default: int, *, minimum: int = 0) -> int:
         if name not in self.data:

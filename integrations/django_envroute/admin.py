@@ -15,7 +15,7 @@ grace period. "View site" is hidden when ``/`` needs an API key (it would be a 4
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
@@ -190,17 +190,27 @@ class APIKeyAdmin(_APIKeyModelAdmin):
     @admin.action(description="Disable selected keys (disabled_key until enabled)",
                   permissions=["change"])
     def disable_keys(self, request: HttpRequest, queryset: QuerySet[APIKey]) -> None:
-        keys = managers_for(request).keys
-        for key in queryset:
-            keys.disable(key.pk)
-        self.message_user(request, f"Disabled {len(queryset)} key(s).", messages.SUCCESS)
+        done = self._each(request, queryset, managers_for(request).keys.disable)
+        self.message_user(request, f"Disabled {done} key(s).", messages.SUCCESS)
 
     @admin.action(description="Enable selected keys", permissions=["change"])
     def enable_keys(self, request: HttpRequest, queryset: QuerySet[APIKey]) -> None:
-        keys = managers_for(request).keys
+        done = self._each(request, queryset, managers_for(request).keys.enable)
+        self.message_user(request, f"Enabled {done} key(s).", messages.SUCCESS)
+
+    def _each(self, request: HttpRequest, queryset: QuerySet[APIKey],
+              change: Callable[[str], object]) -> int:
+        """``change`` each selected key; one that refuses (a revoked key: revocation is
+        permanent) is an error message, and the others are still changed."""
+        done = 0
         for key in queryset:
-            keys.enable(key.pk)
-        self.message_user(request, f"Enabled {len(queryset)} key(s).", messages.SUCCESS)
+            try:
+                change(key.pk)
+            except EnvrouteError as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+                continue
+            done += 1
+        return done
 
 
 # Customers and the audit log (their models arrive with the 0.2 store).

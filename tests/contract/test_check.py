@@ -36,6 +36,10 @@ HEAD = f'secret = "{SECRET}"\n'
                  "events.hooks[0]", id="hook-import"),
     pytest.param('[[routes]]\nwhen = {}\nrequest = {method = "GE T"}\nbackend = "app"\n', 1,
                  "routes[0].request.method", id="bad-method"),
+    pytest.param('[backends.b]\nurl = "http://127.0.0.1:9"\ntimeout = "0s"\n', 1,
+                 "backends.b.timeout", id="zero-timeout"),
+    pytest.param('[backends.b]\nurl = "http://127.0.0.1:9"\nconnect_timeout = 0\n', 1,
+                 "backends.b.connect_timeout", id="zero-connect-timeout"),
 ])
 def test_check(tmp_path: Path, body: str, status: int, names: str) -> None:
     (tmp_path / "envroute.toml").write_text(HEAD + body)

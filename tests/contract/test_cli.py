@@ -121,6 +121,8 @@ def test_audit_records_every_action_newest_first(cli: Cli) -> None:
     pytest.param(["backends", "add", "bad name", "--url", "http://x"], 1,
                  id="bad-backend-name"),
     pytest.param(["backends", "remove", "nope"], 1, id="unknown-backend"),
+    pytest.param(["backends", "add", "b", "--url", "http://x", "--timeout", "0s"], 1,
+                 id="zero-backend-timeout"),
     pytest.param(["--store", "postgresql://u:hunter2@127.0.0.1:1/x", "keys", "list"], 1,
                  id="store-down"),
     pytest.param(["--config", "missing.toml", "keys", "list"], 1, id="missing-config"),
@@ -221,3 +223,38 @@ def test_usage_days_have_date_requests_errors(cli: Cli) -> None:
         days = cli.json(*args, "--days", "30")
         assert [set(day) for day in days] == [{"date", "requests", "errors"}]
         assert (days[0]["requests"], days[0]["errors"]) == (2, 1)
+
+
+@pytest.mark.parametrize("action", ["enable", "disable", "roll"])
+def test_revocation_stays_permanent(cli: Cli, action: str) -> None:
+    key_id = cli.json("keys", "create", "--environment", "sandbox")["id"]
+    cli.run("keys", "revoke", key_id)
+    result = cli.run("keys", action, key_id, status=1)
+    assert len(result.stderr.strip().splitlines()) == 1 and "revoked" in result.stderr
+    shown = cli.json("keys", "show", key_id)
+    assert (shown["status"], shown["disabled_at"]) == ("revoked", None)
+    assert [r["action"] for r in cli.json("audit", "--key", key_id)] == [
+        "key.revoked", "key.created"]
+
+
+@pytest.mark.parametrize("args", [
+    pytest.param(["keys", "update", "{key}"], id="key-no-flags"),
+    pytest.param(["keys", "update", "{key}", "--unset-meta", "absent"], id="key-unset-absent"),
+    pytest.param(["keys", "update", "{key}", "--name", "ci", "--meta", "a=b"],
+                 id="key-same-values"),
+    pytest.param(["customers", "update", "acme", "--name", "Acme"], id="customer-same-name"),
+    pytest.param(["customers", "update", "acme", "--unset-meta", "absent"],
+                 id="customer-unset-absent"),
+])
+def test_an_update_that_changes_nothing_records_nothing(cli: Cli, args: list[str]) -> None:
+    cli.run("customers", "create", "acme", "--name", "Acme")
+    key_id = cli.json("keys", "create", "--environment", "sandbox", "--name", "ci",
+                      "--meta", "a=b")["id"]
+    before = cli.json("audit")
+    cli.run(*[a.format(key=key_id) for a in args])
+    assert cli.json("audit") == before
+
+
+def test_within_zero_is_a_usage_error_about_within(cli: Cli) -> None:
+    result = cli.run("keys", "expiring", "--within", "0s", status=2)
+    assert "--within" in result.stderr and "expiry" not in result.stderr

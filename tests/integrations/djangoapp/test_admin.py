@@ -176,6 +176,24 @@ def test_rolling_a_revoked_key_is_refused(admin_client: Client,
     assert not SECRET_PATTERN.findall(page)
 
 
+@pytest.mark.parametrize("action", ["disable_keys", "enable_keys"])
+def test_disabling_a_selection_with_a_revoked_key_changes_the_others(
+        admin_client: Client, make_key: Callable[..., IssuedKey], action: str) -> None:
+    live, revoked = make_key(), make_key()
+    APIKey.objects.filter(pk=revoked.record.id).update(revoked_at=timezone.now())
+    if action == "enable_keys":
+        APIKey.objects.filter(pk=live.record.id).update(disabled_at=timezone.now())
+    response = admin_client.post(LIST_URL, {
+        "action": action, "_selected_action": [live.record.id, revoked.record.id]},
+        follow=True)
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "revocation is permanent" in page
+    assert (APIKey.objects.get(pk=live.record.id).disabled_at is None) == (
+        action == "enable_keys")
+    assert APIKey.objects.get(pk=revoked.record.id).disabled_at is None
+
+
 def test_view_site_never_leads_to_a_401(admin_client: Client) -> None:
     page = admin_client.get("/admin/").content.decode()
     assert "View site" not in page
