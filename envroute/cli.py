@@ -14,9 +14,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from . import __version__
 from .errors import EnvrouteError
@@ -34,8 +35,27 @@ GROUPS: dict[str, tuple[str, str, str, str]] = {
 AUDIT_HELP = "who changed which key, customer or backend, newest first"
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as the contract's one line on stderr (exit 2): the
+    cause, and where the usage is, instead of the usage block and then the cause."""
+
+    def error(self, message: str) -> NoReturn:
+        message = _SECRET_LIKE.sub(_masked, " ".join(message.split()))
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+#: What may be a secret in argparse's own messages (``invalid choice: 'sk_live_…'``, a
+#: secret given as a command): a prefix, then a body as long as a secret's; never a key id.
+_SECRET_LIKE = re.compile(r"(?<![A-Za-z0-9_])(?!key_)([a-z][a-z0-9]*(?:_[a-z0-9]+)*_)"
+                          r"[0-9A-Za-z]{26,}([0-9A-Za-z]{4})(?![0-9A-Za-z])")
+
+
+def _masked(match: re.Match[str]) -> str:
+    return f"{match.group(1)}…{match.group(2)}"
+
+
 def common_parser(*, store: bool = True) -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("--config", default=argparse.SUPPRESS, metavar="PATH",
                         help="the TOML config (default: $ENVROUTE_CONFIG, then ./envroute.toml)")
     if store:
@@ -63,7 +83,7 @@ def add_group_arguments(parser: argparse.ArgumentParser, group: str,
 
 def build_parser() -> argparse.ArgumentParser:
     common = common_parser()
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="envroute", parents=[common],
         description="Stripe-style test/live API keys and routing for WSGI services.")
     parser.add_argument("--version", action="version", version=f"envroute {__version__}")
@@ -96,8 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
                                   help="which route and backend a request would take, and "
                                        "where each metadata value came from")
     explain.add_argument("key", metavar="KEY", help="the API key (or JWT) to try")
-    explain.add_argument("method", metavar="METHOD", help="the HTTP method, such as GET")
-    explain.add_argument("path", metavar="PATH", help="the path, such as /v1/charges")
+    explain.add_argument("method", metavar="METHOD", type=_method,
+                         help="the HTTP method, such as GET")
+    explain.add_argument("path", metavar="PATH", type=_path,
+                         help="the path, such as /v1/charges")
     explain.add_argument("--app", metavar="IMPORT", help=app_help)
     explain.add_argument("--json", action="store_true", help="print one JSON document")
 
@@ -106,6 +128,24 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8080,
                       help="port to listen on (default: 8080)")
     return parser
+
+
+def _method(text: str) -> str:
+    """``explain``'s METHOD: an HTTP method (``get`` is read as ``GET``)."""
+    from .patterns import METHOD
+
+    if not METHOD.match(text.upper()):
+        # Never echoed, here or below: a secret given in the wrong place would be printed.
+        raise argparse.ArgumentTypeError("expected an HTTP method such as GET")
+    return text.upper()
+
+
+def _path(text: str) -> str:
+    """``explain``'s PATH: what a request line holds, ``/path`` with an optional query."""
+    if not text.startswith("/") or any(c.isspace() or ord(c) < 32 for c in text):
+        raise argparse.ArgumentTypeError("expected a path such as /v1/charges (a leading '/', "
+                                         "no spaces)")
+    return text
 
 
 class _OneLine(logging.Formatter):

@@ -168,8 +168,7 @@ def scopes(section: Table) -> dict[str, tuple[str, ...]]:
             try:
                 compile_pattern(pattern)
             except ValueError as exc:
-                raise section.error(f"{exc} (expected 'METHOD /path'; METHOD may be *)",
-                                    key=name) from None
+                raise section.error(str(exc), key=name) from None
         result[name] = patterns
     return result
 

@@ -20,7 +20,7 @@ import click
 from flask.cli import AppGroup
 
 from envroute import EnvrouteError, open_store
-from envroute.cli import AUDIT_HELP, GROUPS, add_group_arguments, run_group
+from envroute.cli import AUDIT_HELP, GROUPS, Parser, add_group_arguments, run_group
 from envroute.commandtools import Managers
 from envroute.config import store_url_option
 
@@ -31,11 +31,11 @@ envroute_group = AppGroup("envroute", help="envroute: API keys, customers, store
 
 
 def build_parser(group: str = "keys") -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("--store", default=argparse.SUPPRESS, metavar="URL",
                         help="the key store URL, overriding [store] url")
     help_text = AUDIT_HELP if group == "audit" else GROUPS[group][0]
-    parser = argparse.ArgumentParser(prog=f"flask envroute {group}", parents=[common],
+    parser = Parser(prog=f"flask envroute {group}", parents=[common],
                                      description=help_text[:1].upper() + help_text[1:] + ".")
     add_group_arguments(parser, group, common)
     return parser

@@ -133,13 +133,19 @@ def test_audit_records_every_action_newest_first(cli: Cli) -> None:
                  id="exclusive-flags"),
     pytest.param(["audit", "--since", "whenever"], 2, id="bad-since"),
     pytest.param(["nonsense"], 2, id="unknown-command"),
+    pytest.param([], 2, id="no-command"),
+    pytest.param(["keys", "create", "--environment", "sandbox", "--expires-in", "soon"], 2,
+                 id="bad-duration"),
+    pytest.param(["keys", "usage", "key_x", "--days", "0"], 2, id="zero-days"),
+    pytest.param(["explain", "sk_test_x", "GE T", "/v1"], 2, id="explain-bad-method"),
+    pytest.param(["explain", "sk_test_x", "GET", "v1"], 2, id="explain-bad-path"),
 ])
 def test_exit_status_and_one_line(cli: Cli, args: list[str], status: int) -> None:
     result = cli.run(*args, status=status)
     assert "Traceback" not in result.stderr
     assert "hunter2" not in result.stderr + result.stdout
-    if status == 1:
-        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("envroute"), result.stderr
 
 
 #: A well-formed secret with its last character changed: a typo the checksum catches.
@@ -171,6 +177,10 @@ TYPO = "sk_test_CCQeQzD66t0IG329U0pRFifCedrQFXjw2Yb3PX"
     pytest.param(["backends", "add", TYPO, "--url", "http://127.0.0.1:9"], "",
                  id="backends-add"),
     pytest.param(["backends", "show", TYPO], "", id="backends-show"),
+    pytest.param([TYPO], "", id="as-command"),
+    pytest.param(["keys", TYPO], "", id="as-action"),
+    pytest.param(["keys", "list", "--status", TYPO], "", id="as-status"),
+    pytest.param(["explain", "GET", "/v1/charges", TYPO], "", id="explain-order"),
 ])
 def test_a_secret_typed_anywhere_is_never_shown(cli: Cli, args: list[str],
                                                 stdin: str) -> None:

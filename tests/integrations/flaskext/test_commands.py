@@ -103,4 +103,7 @@ def test_customers_backends_and_audit_mirror_the_cli(flask_app: Flask) -> None:
     assert log[-1]["actor"] == "ops"
     failed = group(flask_app, "customers", "show", key["key"], code=1)
     assert key["key"] not in failed.output and "no customer sk_live_…" in failed.output
-    assert "usage:" in group(flask_app, "backends", "add", "x", code=2).output
+    usage = group(flask_app, "backends", "add", "x", code=2).output
+    assert usage.strip().splitlines() == [
+        "flask envroute backends add: error: the following arguments are required: --url "
+        "(see flask envroute backends add --help)"]
