@@ -54,7 +54,7 @@ def _masked(match: re.Match[str]) -> str:
     return f"{match.group(1)}…{match.group(2)}"
 
 
-def common_parser(*, store: bool = True) -> argparse.ArgumentParser:
+def common_parser(*, store: bool = True) -> Parser:
     common = Parser(add_help=False)
     common.add_argument("--config", default=argparse.SUPPRESS, metavar="PATH",
                         help="the TOML config (default: $ENVROUTE_CONFIG, then ./envroute.toml)")
