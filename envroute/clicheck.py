@@ -176,6 +176,10 @@ def check(args: argparse.Namespace) -> int:
     results.extend(_stored_backends(router))
     results.extend(_hooks(router.settings))
     warnings = _lints(router)
+    if previous:  # a lint of §17 as well: --strict fails until the store is re-hashed
+        warnings.append(f"{previous} key secret{'s' if previous != 1 else ''} still under a "
+                        "previous secret (each is re-hashed under `secret` when it is next "
+                        "used; remove previous_secrets once none is left)")
     failed = [r for r in results if not r["ok"]]
     if args.json:
         print(json.dumps({"ok": not failed and not (args.strict and warnings),

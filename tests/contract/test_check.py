@@ -58,3 +58,17 @@ def test_strict_makes_lints_fail(tmp_path: Path) -> None:
     cli = Cli(tmp_path)
     assert "warn" in cli.run("check", "--app", "envroute.demo_apps:sandbox_app").stdout
     cli.run("check", "--strict", "--app", "envroute.demo_apps:sandbox_app", status=1)
+
+
+def test_keys_under_a_previous_secret_are_a_lint(tmp_path: Path) -> None:
+    """§3 and §17: check reports how many keys still need a previous secret, as a lint
+    (a warning: exit 0; --strict: exit 1)."""
+    (tmp_path / "envroute.toml").write_text(HEAD)
+    cli = Cli(tmp_path)
+    cli.run("keys", "create", "--environment", "sandbox")
+    new = "n" * 40
+    (tmp_path / "envroute.toml").write_text(
+        f'secret = "{new}"\nprevious_secrets = ["{SECRET}"]\n')
+    result = cli.run("check")
+    assert "warn  1 key secret still under a previous secret" in result.stdout
+    assert cli.run("check", "--strict", status=1).stderr.count("\n") == 1
