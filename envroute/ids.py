@@ -25,6 +25,7 @@ import secrets
 from collections.abc import Callable, Mapping
 
 from .identity import Identity
+from .sections import default_id_tag
 from .settings import DEFAULT_ID_TAGS, EnvironmentSettings, Settings
 
 #: The random part: 24 base62 characters (about 143 bits), as long as Stripe's.
@@ -79,7 +80,10 @@ def _environments(settings: Settings | None) -> Mapping[str, EnvironmentSettings
 
 
 def _tag(name: str, environment: EnvironmentSettings | None) -> str:
-    tag = getattr(environment, "id_tag", "") or DEFAULT_ID_TAGS.get(name, name.lower())
+    # As the config's default: the name without the separators an id cannot hold
+    # (``eu_prod`` -> ``euprod``), so a name and an identity of one environment agree.
+    tag = (getattr(environment, "id_tag", "") or DEFAULT_ID_TAGS.get(name)
+           or default_id_tag(name))
     if not _TAG.fullmatch(tag):
         raise ValueError(f"the id tag {tag!r} of the environment {name!r} must be letters "
                          "and digits only (set [environments.NAME] id_tag)")

@@ -73,6 +73,9 @@ def test_init_app_and_constructor() -> None:
 @pytest.mark.parametrize(("owner", "tag", "environment"), [
     pytest.param("sandbox", "test", "sandbox", id="sandbox"),
     pytest.param("production", "live", "production", id="production"),
+    pytest.param("staging", "staging", "staging", id="else-the-name"),
+    # An id's parts are split on '_': the name without separators, as the config's default.
+    pytest.param("eu_prod", "euprod", "euprod", id="name-with-separator"),
 ])
 def test_ids(owner: str, tag: str, environment: str) -> None:
     made = ids.new_id("ch", owner)
