@@ -88,8 +88,9 @@ def add_key_commands(subparsers: Any, parents: Sequence[argparse.ArgumentParser]
 
     revoke = add_parser(subparsers, "revoke", "revoke a key for good; revocation "
                         + TAKES_EFFECT, parents, changes=True)
-    revoke.add_argument("id", metavar="ID", nargs="?", help=_ID_HELP)
-    revoke.add_argument("--secret", metavar="-", type=_stdin_only,
+    which = revoke.add_mutually_exclusive_group(required=True)  # one or the other: exit 2
+    which.add_argument("id", metavar="ID", nargs="?", help=_ID_HELP)
+    which.add_argument("--secret", metavar="-", type=_stdin_only,
                         help="'-': read a leaked secret from standard input and revoke its "
                              "key (prints the key id, never the secret)")
 

@@ -134,6 +134,8 @@ def test_audit_records_every_action_newest_first(cli: Cli) -> None:
     pytest.param(["audit", "--since", "whenever"], 2, id="bad-since"),
     pytest.param(["nonsense"], 2, id="unknown-command"),
     pytest.param([], 2, id="no-command"),
+    pytest.param(["keys", "revoke"], 2, id="revoke-neither-id-nor-secret"),
+    pytest.param(["keys", "revoke", "key_x", "--secret", "-"], 2, id="revoke-both"),
     pytest.param(["keys", "create", "--environment", "sandbox", "--expires-in", "soon"], 2,
                  id="bad-duration"),
     pytest.param(["keys", "usage", "key_x", "--days", "0"], 2, id="zero-days"),
