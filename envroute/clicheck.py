@@ -66,9 +66,14 @@ def _routes_to_app(settings: Any) -> bool:
 
 def import_app(text: str) -> Any:
     """``--app``: imported as gunicorn does (current directory first, ``factory()``)."""
+    from .errors import ConfigError
     from .imports import import_object
 
-    return import_object(text, what="app", source="--app")
+    app = import_object(text, what="app", source="--app")
+    if not callable(app):  # a module attribute or a factory's result that is no app
+        raise ConfigError(f"{text!r} is not a WSGI application (it is {type(app).__name__}, "
+                          "not callable)", source="--app")
+    return app
 
 
 def build_router(args: argparse.Namespace, *, placeholder: bool) -> Any:

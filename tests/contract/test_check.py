@@ -72,3 +72,17 @@ def test_keys_under_a_previous_secret_are_a_lint(tmp_path: Path) -> None:
     result = cli.run("check")
     assert "warn  1 key secret still under a previous secret" in result.stdout
     assert cli.run("check", "--strict", status=1).stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("app", [
+    pytest.param("envroute:__version__", id="not-callable"),
+    pytest.param("no_such_module_here:app", id="missing-module"),
+    pytest.param("envroute.demo_apps", id="no-attribute-named"),
+])
+@pytest.mark.parametrize("command", ["check", "serve"])
+def test_an_app_that_is_no_wsgi_app_is_one_line(tmp_path: Path, app: str, command: str
+                                                ) -> None:
+    """§9: an import that fails (or names no WSGI app) is one line naming the string."""
+    (tmp_path / "envroute.toml").write_text(HEAD + '[[routes]]\nwhen = {}\nbackend = "app"\n')
+    result = Cli(tmp_path).run(command, "--app", app, status=1)
+    assert result.stderr.count("\n") == 1 and repr(app) in result.stderr

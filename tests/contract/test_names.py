@@ -73,9 +73,6 @@ def test_init_app_and_constructor() -> None:
 @pytest.mark.parametrize(("owner", "tag", "environment"), [
     pytest.param("sandbox", "test", "sandbox", id="sandbox"),
     pytest.param("production", "live", "production", id="production"),
-    pytest.param("staging", "staging", "staging", id="else-the-name"),
-    # An id's parts are split on '_': the name without separators, as the config's default.
-    pytest.param("eu_prod", "euprod", "euprod", id="name-with-separator"),
 ])
 def test_ids(owner: str, tag: str, environment: str) -> None:
     made = ids.new_id("ch", owner)
@@ -83,6 +80,21 @@ def test_ids(owner: str, tag: str, environment: str) -> None:
     assert (prefix, made_tag, len(random_part)) == ("ch", tag, 24)
     assert random_part.isalnum() and random_part.isascii()
     assert ids.environment_of(made) == environment
+
+
+@pytest.mark.parametrize(("name", "tag"), [
+    pytest.param("staging", "staging", id="else-the-name"),
+    # An id's parts are split on '_': the name without separators, as the config's default.
+    pytest.param("eu_prod", "euprod", id="name-with-separator"),
+])
+def test_ids_of_other_environments(name: str, tag: str) -> None:
+    from envroute.config import parse_settings
+
+    made = ids.new_id("ch", name)
+    assert made.split("_")[:2] == ["ch", tag]
+    settings = parse_settings({"secret": "s" * 40, "environments": {
+        "sandbox": {}, name: {"prefix": "sk_other_"}}})
+    assert ids.environment_of(made, settings=settings) == name
 
 
 def test_environment_of_something_else_is_none() -> None:
