@@ -161,7 +161,8 @@ def load_settings(config: ConfigSource, builtin: Iterable[str] = ()) -> Settings
         return parse_settings(config, source="<dict>", builtin_backends=builtin)
     path = find_config_path(config)
     if path is None:
-        raise ConfigError("no configuration: pass a path or a dict, or set ENVROUTE_CONFIG")
+        raise ConfigError("no configuration: pass a path or a dict (envroute: --config "
+                          "PATH), set ENVROUTE_CONFIG, or create ./envroute.toml")
     return load_file(path, builtin_backends=builtin)
 
 

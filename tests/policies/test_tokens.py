@@ -123,13 +123,18 @@ def confused() -> str:
     return b".".join([header, body, jwt.utils.base64url_encode(signature)]).decode()
 
 
-NOW = int(time.time())
+def _in(seconds: int) -> int:
+    """Unix time ``seconds`` from now, taken when the token is made (the test may run many
+    minutes after collection: a time taken then made not-yet-valid tokens valid)."""
+    return int(time.time()) + seconds
+
+
 REFUSALS = [
-    pytest.param(lambda: jwt.encode(claims(exp=NOW - 60), RSA_KEY, algorithm="RS256"),
+    pytest.param(lambda: jwt.encode(claims(exp=_in(-60)), RSA_KEY, algorithm="RS256"),
                  "expired", id="expired"),
     pytest.param(lambda: jwt.encode(claims(exp=None), RSA_KEY, algorithm="RS256"),
                  "no exp claim", id="no-exp"),
-    pytest.param(lambda: jwt.encode(claims(nbf=NOW + 600), RSA_KEY, algorithm="RS256"),
+    pytest.param(lambda: jwt.encode(claims(nbf=_in(600)), RSA_KEY, algorithm="RS256"),
                  "not valid yet", id="not-yet-valid"),
     pytest.param(lambda: jwt.encode(claims(iss="https://evil/"), RSA_KEY, algorithm="RS256"),
                  "issuer", id="wrong-issuer"),
