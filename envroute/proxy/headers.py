@@ -185,6 +185,8 @@ def _framing(lengths: list[str], encodings: list[str], backend: str) -> str | No
                                      "cannot be passed on safely", backend=backend,
                                      retryable=False)
         return None  # chunked wins; the caller's server frames the body itself
+    if len(lengths) == 1 and lengths[0].isdigit() and lengths[0].isascii():
+        return lengths[0]  # the usual one value
     values = {v.strip() for value in lengths for v in value.split(",")}
     if len(values) != 1 or not next(iter(values)).isdigit() or not next(
             iter(values)).isascii():

@@ -202,8 +202,12 @@ class Response:
             else:
                 self._left, keep = None, False  # read to the end (the proxy refuses it)
         elif "content-length" in fields:
-            values = {v.strip() for value in fields["content-length"] for v in value.split(",")}
-            length = values.pop() if len(values) == 1 else ""
+            lengths = fields["content-length"]
+            if len(lengths) == 1 and "," not in lengths[0]:  # the usual one value
+                length = lengths[0]
+            else:
+                values = {v.strip() for value in lengths for v in value.split(",")}
+                length = values.pop() if len(values) == 1 else ""
             if length.isdigit() and length.isascii():
                 self._left = int(length)
             else:
@@ -303,8 +307,11 @@ def _read_head(link: Link) -> tuple[int, str, list[tuple[str, str]],
         if status == 101:
             raise ProtocolError("the upstream switched protocols")
         # an interim 1xx response (100 Continue, 103 Early Hints): the real one follows
-    tokens = {t.strip().lower() for v in fields.get("connection", ()) for t in v.split(",")}
-    keep = "close" not in tokens and (version == "HTTP/1.1" or "keep-alive" in tokens)
+    if "connection" in fields:
+        tokens = {t.strip().lower() for v in fields["connection"] for t in v.split(",")}
+        keep = "close" not in tokens and (version == "HTTP/1.1" or "keep-alive" in tokens)
+    else:
+        keep = version == "HTTP/1.1"
     return status, reason.strip(), headers, fields, keep
 
 
