@@ -160,9 +160,16 @@ class ApiKeyVerifier:
         """The identity of ``key`` if it was verified lately, is unexpired and unrestricted;
         else None, with nothing counted (the caller then runs :meth:`verify`). The request
         path's shortcut for the commonest request (issue 14)."""
-        verdict = self.verified.get(self.token(key))
-        if verdict is None:
+        token = self.token(key)
+        entries = self.verified.entries  # LRUCache.get, inline
+        entry = entries.get(token)
+        if entry is None or entry[0] <= time.monotonic():
             return None
+        try:  # noqa: SIM105 - contextlib.suppress costs more than the look-up itself
+            entries.move_to_end(token)
+        except KeyError:  # evicted by another thread meanwhile: still a hit
+            pass
+        verdict = entry[1]
         identity = verdict.identity
         if identity is None or identity.scopes or verdict.valid_until <= time.time():
             return None

@@ -35,24 +35,26 @@ class LRUCache(Generic[K, V]):
     next ``put`` to replace or for eviction to drop: a read never writes but the recency).
     """
 
-    __slots__ = ("_data", "_lock", "maxsize", "ttl")
+    __slots__ = ("_lock", "entries", "maxsize", "ttl")
 
     def __init__(self, maxsize: int, ttl: float) -> None:
         if maxsize < 1:
             raise ValueError("an LRU cache holds at least one entry")
         self.maxsize = maxsize
         self.ttl = ttl
-        self._data: OrderedDict[K, tuple[float, V]] = OrderedDict()
+        #: key -> (monotonic expiry, value), least recently used first. Read-only outside
+        #: this class: the request path's cache hit reads it directly (issue 14)
+        self.entries: OrderedDict[K, tuple[float, V]] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, key: K, now: float | None = None) -> V | None:
-        entry = self._data.get(key)
+        entry = self.entries.get(key)
         if entry is None:
             return None
         if entry[0] <= (time.monotonic() if now is None else now):
             return None
         try:  # noqa: SIM105 - contextlib.suppress costs more than the look-up itself
-            self._data.move_to_end(key)
+            self.entries.move_to_end(key)
         except KeyError:  # evicted or discarded by another thread meanwhile: still a hit
             pass
         return entry[1]
@@ -60,14 +62,14 @@ class LRUCache(Generic[K, V]):
     def put(self, key: K, value: V, ttl: float | None = None) -> None:
         expires = time.monotonic() + (self.ttl if ttl is None else ttl)
         with self._lock:
-            self._data[key] = (expires, value)
-            self._data.move_to_end(key)
-            while len(self._data) > self.maxsize:
-                self._data.popitem(last=False)
+            self.entries[key] = (expires, value)
+            self.entries.move_to_end(key)
+            while len(self.entries) > self.maxsize:
+                self.entries.popitem(last=False)
 
     def discard(self, key: K) -> None:
         with self._lock:
-            self._data.pop(key, None)
+            self.entries.pop(key, None)
 
     def discard_where(self, predicate: Callable[[V], bool]) -> int:
         """Drop every entry whose value ``predicate`` accepts; how many were dropped.
@@ -75,18 +77,18 @@ class LRUCache(Generic[K, V]):
         A scan of the whole cache: for invalidation, which is rare, never per request.
         """
         with self._lock:
-            doomed = [key for key, (_, value) in list(self._data.items()) if predicate(value)]
+            doomed = [key for key, (_, value) in list(self.entries.items()) if predicate(value)]
             for key in doomed:
-                del self._data[key]
+                del self.entries[key]
         return len(doomed)
 
     def clear(self) -> None:
         with self._lock:
-            self._data.clear()
+            self.entries.clear()
 
     def __len__(self) -> int:
-        return len(self._data)
+        return len(self.entries)
 
     def __contains__(self, key: object) -> bool:
-        entry = self._data.get(key)  # type: ignore[arg-type]
+        entry = self.entries.get(key)  # type: ignore[arg-type]
         return entry is not None and entry[0] > time.monotonic()

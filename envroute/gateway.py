@@ -186,7 +186,9 @@ class EnvRouter:
         ``envroute.backend``, and no longer carries the credential or any client-sent
         ``Envroute-*`` header.
         """
-        return Admission(*self._admit(environ))
+        identity, decision, headers = self._admit(environ)
+        environ[BACKEND_KEY] = decision.backends[0]
+        return Admission(identity, decision, headers)
 
     def _admit(self, environ: WSGIEnvironment) -> tuple[Identity, Decision, HeaderList]:
         """:meth:`admit` as the request path calls it (a plain tuple).
@@ -219,9 +221,7 @@ class EnvRouter:
             self.credentials.strip(environ, credential)
             for policy in self.policies:
                 headers.extend(policy.check(identity, environ))
-        decision = self.router.route(identity, environ)
-        environ[BACKEND_KEY] = decision.backends[0]
-        return identity, decision, headers
+        return identity, self.router.route(identity, environ), headers
 
     def backend(self, name: str) -> WSGIApplication:
         """The backend called ``name``: configured, else stored (§13).

@@ -229,8 +229,9 @@ class Exchange:
         self.start_response = start_response
         self.app = app
         request_id = environ.get(REQUEST_ID_KEY)
-        if request_id is None:
-            request_id = environ[REQUEST_ID_KEY] = new_request_id()
+        if request_id is None:  # new_request_id(), inline
+            request_id = environ[REQUEST_ID_KEY] = \
+                f"{_request_prefix}{next(_request_counter) & 0xFFFFFFFFFFFF:012x}"
         self.request_id: str = request_id
         environ[EXCHANGE_KEY] = self
         self.started_at = time.perf_counter()
@@ -329,7 +330,10 @@ class Exchange:
         if not self.started:
             self.started = True
             self.writer = self.start_response(*head)
-            self.settle(int(head[0][:3]))
+            self.status = status = int(head[0][:3])
+            if self.identity is not None:  # settle(), inline: nothing recorded it yet
+                self.recorded = True
+                self.router.authenticator.record(self.identity, status)
         self.log()
         return body
 
