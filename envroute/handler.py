@@ -329,7 +329,7 @@ class Exchange:
                                backend=self.backend or "")
         if not self.started:
             self.started = True
-            self.writer = self.start_response(*head)
+            self.writer = self.start_response(head[0], head[1])
             self.status = status = int(head[0][:3])
             if self.identity is not None:  # settle(), inline: nothing recorded it yet
                 self.recorded = True
