@@ -20,8 +20,11 @@ Target (reported, not asserted): envroute at most 25,000 instructions per reques
 ``--gunicorn`` serves the same three apps under gunicorn (1 worker; sync, then gthread
 with 4 threads), in alternating rounds, with wrk (16 connections): req/s as a ratio to
 the bare app's, and the server's CPU per request from /proc (target: envroute >= 0.95 of
-the bare app's req/s). Access lines are off in every mode: their cost is the log
-handler's I/O (stderr under gunicorn), which the deployment chooses.
+the bare app's req/s). ``--gunicorn --callgrind`` counts instructions per request in the
+sync worker instead (callgrind following gunicorn's fork): a ratio no load on a shared
+machine can move, though it leaves out the kernel's share. Access lines are off in every
+mode: their cost is the log handler's I/O (stderr under gunicorn), which the deployment
+chooses.
 """
 
 from __future__ import annotations
@@ -189,6 +192,68 @@ def under_gunicorn(seconds: int, rounds: int) -> None:
                   f"{cpu:>6.0f} µs CPU/request")
 
 
+def worker_instructions(mode: str, count: int) -> int:
+    """Instructions a gunicorn sync worker ran, start-up included, serving ``count``
+    requests one connection each (callgrind follows the fork into the worker)."""
+    import glob
+    import http.client
+    import socket
+    import time
+
+    with tempfile.TemporaryDirectory(prefix="callgrind-gunicorn-") as tmp:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        key_file = Path(tmp) / "key"
+        env = {**os.environ, "BENCH_MODE": mode, "BENCH_DIR": tmp,
+               "BENCH_KEY_FILE": str(key_file), "PYTHONHASHSEED": "0"}
+        server = subprocess.Popen(
+            ["valgrind", "--tool=callgrind", "--trace-children=yes",
+             f"--callgrind-out-file={tmp}/out.%p", sys.executable,
+             str(Path(sys.executable).parent / "gunicorn"), "bench_instructions:served()",
+             "--pythonpath", str(HERE), "--bind", f"127.0.0.1:{port}", "--workers", "1",
+             "--worker-class", "sync", "--timeout", "600", "--log-level", "warning"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 600
+            while not key_file.exists() or not key_file.read_text():
+                assert time.monotonic() < deadline, f"{mode} did not start under valgrind"
+                time.sleep(0.5)
+            key = key_file.read_text()
+            for _ in range(count):
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+                connection.request("GET", "/v1/charges",
+                                   headers={"Authorization": f"Bearer {key}"})
+                response = connection.getresponse()
+                response.read()
+                assert response.status == 200, response.status
+                connection.close()
+        finally:
+            server.terminate()
+            server.wait(300)
+        totals = []
+        for path in glob.glob(f"{tmp}/out.*"):
+            found = re.search(r"^(?:totals|summary): (\d+)", Path(path).read_text("latin-1"),
+                              re.MULTILINE)
+            totals.append(int(found.group(1)) if found else 0)
+        return max(totals)  # the worker: the master runs far fewer
+
+
+def under_gunicorn_callgrind(count: int) -> None:
+    """Instructions per request in a gunicorn sync worker: a ratio no load can move."""
+    costs = {}
+    for mode in ("bare", "naive", "envroute"):
+        print(f"counting {mode} under gunicorn ...", flush=True)
+        costs[mode] = (worker_instructions(mode, 50 + count) - worker_instructions(mode, 50)) \
+            / count
+    print(f"\ninstructions per request in a gunicorn sync worker (callgrind, {count} "
+          "requests, one connection each; user space only, the kernel's share not counted):")
+    for mode, cost in costs.items():
+        print(f"  {mode:<9}{cost:>10,.0f}   {costs['bare'] / cost:>5.2f}x the bare app's rate")
+    print("  (background threads, the store's change watcher among them, are counted too: "
+          "under valgrind they run ~50x as often per request as they would)")
+
+
 def child(mode: str, count: int) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-instructions-") as tmp:
         app, key, gateway = build(mode, Path(tmp))
@@ -233,9 +298,15 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=5000)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--gunicorn", action="store_true")
+    parser.add_argument("--callgrind", action="store_true",
+                        help="--gunicorn: instructions per request in the worker instead of "
+                        "req/s (slow; --requests, default 500 here)")
     parser.add_argument("--seconds", type=int, default=5, help="--gunicorn: load per run")
     parser.add_argument("--rounds", type=int, default=3, help="--gunicorn: rounds")
     args = parser.parse_args()
+    if args.gunicorn and args.callgrind:
+        under_gunicorn_callgrind(args.requests if args.requests != 5000 else 500)
+        return
     if args.gunicorn:
         under_gunicorn(args.seconds, args.rounds)
         return
