@@ -102,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the gateway on a development server",
                                 parents=[common])
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=int, default=8080, help="port to listen on")
+    serve.add_argument("--port", type=_port, default=8080, help="port to listen on")
     serve.add_argument("--app", metavar="IMPORT", help=app_help)
 
     check = commands.add_parser("check", parents=[common], help="validate the config, "
@@ -125,9 +125,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="a gateway with mock backends and two demo keys")
     demo.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    demo.add_argument("--port", type=int, default=8080,
+    demo.add_argument("--port", type=_port, default=8080,
                       help="port to listen on (default: 8080)")
     return parser
+
+
+def _port(text: str) -> int:
+    """``--port``: 1-65535 (an int past it overflowed in ``bind``, and the demo wrapped it
+    round to another port)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 1-65535, got {text!r}")
+    return port
 
 
 def _method(text: str) -> str:

@@ -141,7 +141,8 @@ def run_key_command(command: str, args: argparse.Namespace, managers: Managers,
         if as_json:
             write_json([r.to_dict() for r in records], out)
         else:
-            _table(records, out)
+            filtered = args.environment or args.customer or args.status
+            _table(records, out, "(no keys match)" if filtered else None)
     elif command == "show":
         _record(manager.get(args.id), as_json, out)
     elif command == "update":
@@ -221,9 +222,10 @@ def _fields(record: KeyRecord, out: TextIO, secret: str = "") -> None:
         ("last_used_at", data["last_used_at"] or "never")], out)
 
 
-def _table(records: list[KeyRecord], out: TextIO) -> None:
+def _table(records: list[KeyRecord], out: TextIO, empty: str | None = None) -> None:
     write_table(
         ("ID", "ENVIRONMENT", "CUSTOMER", "KEY", "NAME", "SCOPES", "STATUS", "LAST USED"),
         [(r.id, r.environment, r.customer_id or "-", r.display, r.name or "-",
           ",".join(r.scopes) or "-", r.status(), r.to_dict()["last_used_at"] or "never")
-         for r in records], out, "(no keys yet: envroute keys create --environment sandbox)")
+         for r in records], out,
+        empty or "(no keys yet: envroute keys create --environment sandbox)")

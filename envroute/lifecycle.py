@@ -143,6 +143,11 @@ class KeyManager(Managed):
         """Every key, oldest first, narrowed by the filters that are given."""
         if status is not None and status not in STATUSES:
             raise KeyUsageError(f"unknown status {status!r} (one of: {', '.join(STATUSES)})")
+        if environment is not None and environment not in self.settings.environments:
+            # A typo would list nothing and look like "no keys": say so, as --customer does.
+            known = ", ".join(self.settings.environments)
+            raise KeyUsageError(f"unknown environment {safe_id(environment, self.settings)!r}"
+                                f" (configured: {known})")
         if customer_id is not None:
             self._customer(customer_id)  # CustomerNotFound for a typo
             records = self.store.list_customer_keys(customer_id)

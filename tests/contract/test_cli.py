@@ -107,6 +107,7 @@ def test_audit_records_every_action_newest_first(cli: Cli) -> None:
 @pytest.mark.parametrize(("args", "status"), [
     pytest.param(["keys", "show", "key_nope"], 1, id="unknown-key"),
     pytest.param(["keys", "create", "--environment", "moon"], 1, id="unknown-environment"),
+    pytest.param(["keys", "list", "--environment", "moon"], 1, id="list-unknown-environment"),
     pytest.param(["keys", "create", "--environment", "sandbox", "--customer", "nope"], 1,
                  id="unknown-customer"),
     pytest.param(["keys", "create", "--environment", "sandbox", "--scope", "nope"], 1,
@@ -134,6 +135,8 @@ def test_audit_records_every_action_newest_first(cli: Cli) -> None:
     pytest.param(["audit", "--since", "whenever"], 2, id="bad-since"),
     pytest.param(["nonsense"], 2, id="unknown-command"),
     pytest.param([], 2, id="no-command"),
+    pytest.param(["serve", "--port", "70000"], 2, id="serve-port-out-of-range"),
+    pytest.param(["demo", "--port", "70000"], 2, id="demo-port-out-of-range"),
     pytest.param(["keys", "revoke"], 2, id="revoke-neither-id-nor-secret"),
     pytest.param(["keys", "revoke", "key_x", "--secret", "-"], 2, id="revoke-both"),
     pytest.param(["keys", "create", "--environment", "sandbox", "--expires-in", "soon"], 2,
