@@ -91,8 +91,9 @@ class KeyStore(ABC):
     @abstractmethod
     def roll(self, key_id: str, key_hash: bytes, last4: str, *, now: datetime,
              retire_at: datetime, fingerprint: str = "") -> KeyRecord:
-        """Add a new secret to the key; every older secret still valid after ``retire_at``
-        stops working at ``retire_at`` (one already retiring earlier keeps its time)."""
+        """Add a new secret to the key; the secret it replaces (the one with no expiry)
+        stops working at ``retire_at``. An earlier roll's secret still retiring keeps its
+        own time, sooner or later than ``retire_at`` (§3: rolling again never changes it)."""
 
     def record_usage(self, used: Mapping[str, datetime]) -> None:
         """Batch-update ``last_used_at`` (0.1's call; :meth:`write_usage` does it now)."""

@@ -94,10 +94,9 @@ class SQLStore(SQLCore):
              retire_at: datetime, fingerprint: str = "") -> KeyRecord:
         with self._transaction(write=True, change=Change("key", key_id)) as cursor:
             self._lock_key(cursor, key_id)
-            cursor.execute(self._sql(
+            cursor.execute(self._sql(  # only the secret being replaced (§3)
                 "UPDATE {secrets} SET expires_at = %s WHERE key_id = %s "
-                "AND (expires_at IS NULL OR expires_at > %s)"),
-                (self._time(retire_at), key_id, self._time(retire_at)))
+                "AND expires_at IS NULL"), (self._time(retire_at), key_id))
             cursor.execute(self._sql(
                 "INSERT INTO {secrets} (hash, key_id, created_at, fingerprint) "
                 "VALUES (%s, %s, %s, %s)"), (key_hash, key_id, self._time(now), fingerprint))

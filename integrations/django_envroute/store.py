@@ -273,8 +273,9 @@ class DjangoStore(KeyStore, InvalidationSource):
             if key is None:
                 raise KeyNotFound(f"no key {key_id}")
             retire = _to_db(retire_at)
-            self._secrets().filter(key_id=key_id).filter(
-                Q(expires_at__isnull=True) | Q(expires_at__gt=retire)).update(expires_at=retire)
+            # Only the secret being replaced: an earlier roll's keeps its expiry (§3).
+            self._secrets().filter(key_id=key_id, expires_at__isnull=True).update(
+                expires_at=retire)
             self._secrets().create(key=key, hash=key_hash.hex(), created_at=_to_db(now),
                                    fingerprint=fingerprint)
             self._keys().filter(pk=key_id).update(last4=last4)

@@ -273,3 +273,25 @@ def test_an_update_that_changes_nothing_records_nothing(cli: Cli, args: list[str
 def test_within_zero_is_a_usage_error_about_within(cli: Cli) -> None:
     result = cli.run("keys", "expiring", "--within", "0s", status=2)
     assert "--within" in result.stderr and "expiry" not in result.stderr
+
+
+def test_rolling_again_leaves_an_earlier_old_secrets_expiry(cli: Cli) -> None:
+    """§3: only the secret being replaced takes the new roll's expiry."""
+    from werkzeug.test import Client
+
+    from envroute import EnvRouter
+
+    created = cli.json("keys", "create", "--environment", "sandbox")
+    first = cli.json("keys", "roll", created["id"], "--expires-in", "24h")
+    second = cli.json("keys", "roll", created["id"])  # the first roll's secret: at once
+    expiring = cli.json("keys", "expiring", "--within", "2d")
+    assert [k["id"] for k in expiring] == [created["id"]]  # the original, still retiring
+    gateway = EnvRouter(None, str(cli.cwd / "envroute.toml"))
+    try:
+        client = Client(gateway)
+        answers = [client.get("/v1/charges", headers={"Authorization": f"Bearer {s}"})
+                   for s in (created["key"], first["key"], second["key"])]
+        assert [a.status_code for a in answers] == [200, 401, 200]
+        assert answers[1].json is not None and answers[1].json["code"] == "expired_key"
+    finally:
+        gateway.close()

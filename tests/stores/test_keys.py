@@ -75,10 +75,15 @@ def test_roll_retires_old_secrets_and_adds_a_new_one(store: KeyStore) -> None:
     assert old is not None and old.secret_expires_at == retire
     assert new is not None and new.secret_expires_at is None
     assert new.record.id == old.record.id == "key_one"
-    # a second roll may only bring retirement forward, never postpone it
+    # §3: rolling again leaves the earlier old secret's expiry as it was; only the secret
+    # being replaced takes the new roll's expiry, sooner or later than the earlier one
     store.roll("key_one", THIRD, "qrst", now=NOW, retire_at=NOW)
-    earlier = store.lookup(HASH)
-    assert earlier is not None and earlier.secret_expires_at == NOW
+    earlier, replaced = store.lookup(HASH), store.lookup(OTHER)
+    assert earlier is not None and earlier.secret_expires_at == retire
+    assert replaced is not None and replaced.secret_expires_at == NOW
+    store.roll("key_one", b"\x04" * 32, "mnop", now=NOW, retire_at=NOW + timedelta(days=9))
+    assert [m.secret_expires_at for m in map(store.lookup, (HASH, OTHER, THIRD)) if m] == [
+        retire, NOW, NOW + timedelta(days=9)]
 
 
 def test_a_hash_belongs_to_one_key(store: KeyStore) -> None:
