@@ -166,6 +166,14 @@ def jwt(section: Table) -> JwtSettings:
     else:
         raise section.error("expected a list of claim names or a table {name = 'claim'}",
                             key="metadata_claims")
+    reserved = sorted(set(claims) & {"environment", "customer_id", "key_id"})
+    if reserved:  # §3: the identity's own names, never metadata (environment_claim & co.)
+        raise section.error(f"{reserved[0]!r} is reserved: a metadata name cannot be the "
+                            "identity's own (environment_claim, customer_claim and "
+                            "key_id_claim set those)", key="metadata_claims")
+    for name in ("key_id_claim", "environment_claim"):
+        if section.has(name) and not section.data[name]:
+            raise section.error("must name a claim (leave it out for the default)", key=name)
     result = JwtSettings(
         algorithms=algorithms, jwks_url=jwks_url, public_keys=public_keys, secret=secret,
         issuer=section.string("issuer"), audience=section.string("audience"),

@@ -36,6 +36,12 @@ HEAD = f'secret = "{SECRET}"\n'
                  "events.hooks[0]", id="hook-import"),
     pytest.param('[[routes]]\nwhen = {}\nrequest = {method = "GE T"}\nbackend = "app"\n', 1,
                  "routes[0].request.method", id="bad-method"),
+    pytest.param('[jwt]\nalgorithms = ["RS256"]\njwks_url = "https://idp/jwks"\n'
+                 'metadata_claims = ["environment"]\n', 1, "jwt.metadata_claims",
+                 id="reserved-metadata-claim"),
+    pytest.param('[jwt]\nalgorithms = ["RS256"]\njwks_url = "https://idp/jwks"\n'
+                 'environment_claim = ""\n', 1, "jwt.environment_claim",
+                 id="empty-environment-claim"),
     pytest.param('[backends.b]\nurl = "http://127.0.0.1:9"\ntimeout = "0s"\n', 1,
                  "backends.b.timeout", id="zero-timeout"),
     pytest.param('[backends.b]\nurl = "http://127.0.0.1:9"\nconnect_timeout = 0\n', 1,
