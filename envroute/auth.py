@@ -2,10 +2,11 @@
 
 API keys are checked for shape and checksum first (no I/O), then looked up by their keyed
 hash. A process keeps what it verified for ``[auth] cache_ttl`` (default 5 s) in a bounded
-LRU (:mod:`envroute.cache`), so the hot path is one HMAC and one dict look-up and touches
-the store once per key per TTL. A change a store pushes (:meth:`Authenticator.on_change`)
-drops the verdicts it concerns at once; the TTL is only the fallback when a notification
-is lost. JWTs go to :mod:`envroute.tokens` when ``[jwt]`` is configured.
+LRU (:mod:`envroute.cache`), filed under a salted SHA-256 of the key, so the hot path is one
+SHA-256 and one dict look-up and touches the store once per key per TTL. A change a store
+pushes (:meth:`Authenticator.on_change`) drops the verdicts it concerns at once; the TTL is
+only the fallback when a notification is lost. JWTs go to :mod:`envroute.tokens` when
+``[jwt]`` is configured.
 
 An identity carries the *effective* metadata (§12): its customer's metadata, then the
 key's own on top (for a JWT, the token's claims on top). A key that is disabled, or whose
