@@ -243,8 +243,12 @@ def test_the_apps_refusals_carry_their_code_in_access_lines_and_metrics(
                 assert answer.status_code == 200
                 return parse(answer.text)
 
-            made = requests.post(f"{server.url}/v1/entries", json={"amount": 1}, timeout=30,
-                                 headers=bearer(live)).json()["id"]
+            created = requests.post(f"{server.url}/v1/entries", json={"amount": 1},
+                                    timeout=30, headers=bearer(live))
+            made = created.json()["id"]
+            # counted when the server closes the response, which may be after the caller
+            # has it: wait for its access line, or the scrape may come first
+            wait_for_lines(caplog, [created.headers["Request-Id"]])
             before = scrape()
             caplog.clear()
             answers = [requests.get(f"{server.url}/v1/entries/{made}", headers=bearer(sandbox),
