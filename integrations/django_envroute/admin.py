@@ -76,6 +76,22 @@ def usage_html(key_ids: Sequence[str]) -> SafeString | str:
     return usage_chart(days, utcnow().date())
 
 
+def apply_each(modeladmin: Any, request: HttpRequest, queryset: QuerySet[Any],
+               change: Callable[[str], object]) -> int:
+    """``change(pk)`` for each selected object; how many were changed. A refusal (the store
+    unavailable or busy; a revoked key, whose revocation is permanent) is an error message
+    naming the object, never a 500 page, and the others are still changed."""
+    done = 0
+    for obj in queryset:
+        try:
+            change(obj.pk)
+        except EnvrouteError as exc:
+            modeladmin.message_user(request, f"Not changed: {obj.pk}: {exc}", messages.ERROR)
+            continue
+        done += 1
+    return done
+
+
 def confirm(modeladmin: Any, request: HttpRequest, queryset: QuerySet[Any], *, action: str,
             title: str, question: str, submit: str, timing: str = "",
             grace: bool = False) -> TemplateResponse:
@@ -156,11 +172,10 @@ class APIKeyAdmin(_APIKeyModelAdmin):
                            question="Revoke these keys? Requests with them will be refused "
                                     "with revoked_key; this cannot be undone.",
                            timing=REVOKE_TIMING)
-        keys = managers_for(request).keys
-        for key in queryset:
-            keys.revoke(key.pk)
-        self.message_user(request, f"Revoked {len(queryset)} key(s). {REVOKE_TIMING}",
-                          messages.SUCCESS)
+        done = apply_each(self, request, queryset, managers_for(request).keys.revoke)
+        if done:
+            self.message_user(request, f"Revoked {done} key(s). {REVOKE_TIMING}",
+                              messages.SUCCESS)
         return None
 
     @admin.action(description="Roll selected keys (new secret shown once; choose how long "
@@ -190,27 +205,15 @@ class APIKeyAdmin(_APIKeyModelAdmin):
     @admin.action(description="Disable selected keys (disabled_key until enabled)",
                   permissions=["change"])
     def disable_keys(self, request: HttpRequest, queryset: QuerySet[APIKey]) -> None:
-        done = self._each(request, queryset, managers_for(request).keys.disable)
-        self.message_user(request, f"Disabled {done} key(s).", messages.SUCCESS)
+        done = apply_each(self, request, queryset, managers_for(request).keys.disable)
+        if done:
+            self.message_user(request, f"Disabled {done} key(s).", messages.SUCCESS)
 
     @admin.action(description="Enable selected keys", permissions=["change"])
     def enable_keys(self, request: HttpRequest, queryset: QuerySet[APIKey]) -> None:
-        done = self._each(request, queryset, managers_for(request).keys.enable)
-        self.message_user(request, f"Enabled {done} key(s).", messages.SUCCESS)
-
-    def _each(self, request: HttpRequest, queryset: QuerySet[APIKey],
-              change: Callable[[str], object]) -> int:
-        """``change`` each selected key; one that refuses (a revoked key: revocation is
-        permanent) is an error message, and the others are still changed."""
-        done = 0
-        for key in queryset:
-            try:
-                change(key.pk)
-            except EnvrouteError as exc:
-                self.message_user(request, str(exc), messages.ERROR)
-                continue
-            done += 1
-        return done
+        done = apply_each(self, request, queryset, managers_for(request).keys.enable)
+        if done:
+            self.message_user(request, f"Enabled {done} key(s).", messages.SUCCESS)
 
 
 # Customers and the audit log (their models arrive with the 0.2 store).

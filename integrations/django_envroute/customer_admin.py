@@ -29,7 +29,7 @@ from envroute.commandtools import TAKES_EFFECT
 from envroute.customers import CUSTOMER_ID
 
 from . import models
-from .admin import managers_for, usage_html
+from .admin import apply_each, managers_for, usage_html
 from .forms import clean_metadata
 
 #: The 0.2 models (``django://`` store, migration 0002); looked up so this module also
@@ -124,18 +124,16 @@ class CustomerAdmin(_CustomerAdmin):
     @admin.action(description="Disable selected customers (all their keys answer "
                               "disabled_key; nothing is revoked)", permissions=["change"])
     def disable_customers(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        customers = managers_for(request).customers
-        for customer in queryset:
-            customers.disable(customer.pk)
-        self.message_user(request, f"Disabled {len(queryset)} customer(s); the change "
-                          f"{TAKES_EFFECT}.", messages.SUCCESS)
+        done = apply_each(self, request, queryset, managers_for(request).customers.disable)
+        if done:
+            self.message_user(request, f"Disabled {done} customer(s); the change "
+                              f"{TAKES_EFFECT}.", messages.SUCCESS)
 
     @admin.action(description="Enable selected customers", permissions=["change"])
     def enable_customers(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        customers = managers_for(request).customers
-        for customer in queryset:
-            customers.enable(customer.pk)
-        self.message_user(request, f"Enabled {len(queryset)} customer(s).", messages.SUCCESS)
+        done = apply_each(self, request, queryset, managers_for(request).customers.enable)
+        if done:
+            self.message_user(request, f"Enabled {done} customer(s).", messages.SUCCESS)
 
 
 def managers_for_none() -> Any:

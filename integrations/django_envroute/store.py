@@ -115,9 +115,24 @@ class DjangoStore(KeyStore, InvalidationSource):
     def _write(self, change: Change | None = None) -> Iterator[None]:
         """One transaction; ``change`` is announced to every process once committed."""
         with self._errors(), transaction.atomic(using=self.alias):
+            self._lock_for_writing()
             yield
             if change is not None:
                 self._announce(change)
+
+    def _lock_for_writing(self) -> None:
+        """SQLite: take the database's write lock before the first read of the transaction.
+
+        Django begins SQLite transactions deferred: a write that follows a read must
+        upgrade a read lock, and SQLite refuses that at once ("database is locked", no
+        busy wait) while another process is writing, since waiting could deadlock. A
+        revocation made while a gateway worker wrote its usage failed that way (a 500 in
+        the admin, an error from ``manage.py envroute_keys``). A write as the first
+        statement waits for the other writer instead. Inside a transaction that already
+        read (``ATOMIC_REQUESTS``) this cannot help: docs/django.md says what to set.
+        """
+        if connections[self.alias].vendor == "sqlite":  # matches no row; takes the lock
+            self._keys().filter(pk__isnull=True).update(name=F("name"))
 
     @contextmanager
     def _batch(self) -> Iterator[None]:

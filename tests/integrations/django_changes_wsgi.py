@@ -53,6 +53,10 @@ if not settings.configured:
     options.update(
         DATABASES={"default": json.loads(os.environ["CHANGES_TEST_DATABASE"])},
         MIDDLEWARE=[f"{MODULE}.WorkerPid", *base.MIDDLEWARE],
+        # a view's failure (Django's 500 page) with its traceback in gunicorn's output
+        LOGGING={"version": 1, "disable_existing_loggers": False,
+                 "handlers": {"stderr": {"class": "logging.StreamHandler"}},
+                 "loggers": {"django.request": {"handlers": ["stderr"], "level": "ERROR"}}},
         ENVROUTE={
             "secret": base.ENVROUTE["secret"],
             "auth": {"cache_ttl": "1h"},

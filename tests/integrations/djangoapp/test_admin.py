@@ -296,3 +296,42 @@ def test_the_audit_log_is_read_only_and_linked_from_the_index(
     change = f"/admin/django_envroute/auditentry/{entry.pk}/change/"
     assert admin_client.post(change, {"actor": "mallory"}).status_code == 403
     assert AuditEntry.objects.get(pk=entry.pk).actor == "admin"
+
+
+@pytest.mark.parametrize(("action", "extra"), [
+    pytest.param("revoke_keys", {"confirm": "yes"}, id="revoke"),
+    pytest.param("disable_keys", {}, id="disable"),
+    pytest.param("enable_keys", {}, id="enable"),
+])
+def test_an_action_the_store_refuses_is_a_message_not_a_500(
+        admin_client: Client, client: Client, make_key: Callable[..., IssuedKey],
+        monkeypatch: pytest.MonkeyPatch, action: str, extra: dict[str, str]) -> None:
+    """The store busy (SQLite locked by a worker) or down: the admin says which key was
+    not changed, and the others are."""
+    from envroute import StoreUnavailable
+
+    refused, changed = make_key(), make_key()
+    if action == "enable_keys":
+        for issued in (refused, changed):
+            get_router().keys.disable(issued.record.id)
+    store = get_router().store
+    method = {"revoke_keys": "revoke", "disable_keys": "set_key_disabled",
+              "enable_keys": "set_key_disabled"}[action]
+    real = getattr(store, method)
+
+    def busy(key_id: str, *args: object) -> object:
+        if key_id == refused.record.id:
+            raise StoreUnavailable("Django database 'default': database is locked")
+        return real(key_id, *args)
+
+    monkeypatch.setattr(store, method, busy)
+    response = admin_client.post(LIST_URL, {"action": action, **extra, "_selected_action": [
+        refused.record.id, changed.record.id]}, follow=True)
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert f"Not changed: {refused.record.id}: Django database" in page
+    assert "1 key(s)" in page
+    monkeypatch.undo()
+    now, before = (200, 401) if action == "enable_keys" else (401, 200)
+    assert client.get("/v1/charges", headers=bearer(changed.secret)).status_code == now
+    assert client.get("/v1/charges", headers=bearer(refused.secret)).status_code == before

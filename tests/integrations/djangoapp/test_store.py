@@ -97,3 +97,41 @@ def test_the_listener_connects_as_django_does() -> None:
     assert params == {"dbname": "app", "user": "u", "password": "p", "host": "db",
                       "port": "5433", "sslmode": "require", "connect_timeout": "3",
                       "application_name": "envroute"}
+
+
+@pytest.mark.django_db(databases=["default", "sandbox"], transaction=True)
+def test_a_change_on_sqlite_waits_for_another_processs_write() -> None:
+    """A gateway worker writing its usage holds SQLite's write lock for a moment. A change
+    made meanwhile (the admin, ``manage.py envroute_keys``) waits for it, where it was
+    refused at once (``database is locked``) after its first read."""
+    import sqlite3
+    import threading
+
+    from django.db import connections
+
+    store = DjangoStore("django://sandbox")
+    store.create(record(), hash_key(b"k" * 32, "waits"))
+    other = sqlite3.connect(connections["sandbox"].settings_dict["NAME"],
+                            isolation_level=None, timeout=30)
+    other.execute("BEGIN IMMEDIATE")  # another process, in the middle of a write
+    other.execute("UPDATE django_envroute_apikey SET name = name")
+    outcome: dict[str, object] = {}
+
+    def revoke() -> None:
+        try:
+            outcome["record"] = store.revoke("key_1", NOW)
+        except Exception as exc:
+            outcome["error"] = exc
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=revoke)
+    thread.start()
+    thread.join(0.5)  # refused at once before the fix; now waiting for the lock
+    other.execute("COMMIT")
+    other.close()
+    thread.join(60)
+    assert "error" not in outcome, outcome
+    revoked = outcome["record"]
+    assert isinstance(revoked, KeyRecord) and revoked.revoked_at == NOW
+    store.close()
