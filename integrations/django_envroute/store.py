@@ -31,7 +31,7 @@ from typing import Any, overload
 
 from django.conf import settings
 from django.db import Error as DatabaseError
-from django.db import IntegrityError, connections, transaction
+from django.db import IntegrityError, ProgrammingError, connections, transaction
 from django.db.models import Count, F, Q, QuerySet, Sum
 
 from envroute import KeyNotFound, KeyRecord, KeyStore, StoreUnavailable
@@ -108,8 +108,8 @@ class DjangoStore(KeyStore, InvalidationSource):
         try:
             yield
         except DatabaseError as exc:
-            raise StoreUnavailable(f"Django database {self.alias!r}: {exc} "
-                                   "(have you run manage.py migrate?)") from exc
+            hint = " (have you run manage.py migrate?)" if _missing_table(exc) else ""
+            raise StoreUnavailable(f"Django database {self.alias!r}: {exc}{hint}") from exc
 
     @contextmanager
     def _write(self, change: Change | None = None) -> Iterator[None]:
@@ -531,3 +531,11 @@ def connect_params(settings_dict: Mapping[str, Any]) -> dict[str, Any]:
                 "isolation_level", "server_side_binding", "assume_role", "pool"):
             params[option] = str(value)
     return params
+
+
+def _missing_table(exc: BaseException) -> bool:
+    """The error says a table is missing (SQLite's "no such table", PostgreSQL's undefined
+    table): the one case where running the migrations is the likely cure."""
+    text = str(exc).lower()
+    return isinstance(exc, ProgrammingError) or "no such table" in text \
+        or ("relation" in text and "does not exist" in text)

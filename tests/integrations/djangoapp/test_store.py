@@ -9,10 +9,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.conf import settings
+from django.db import OperationalError, ProgrammingError
 from django.test import override_settings
 from django_envroute.store import DjangoStore, connect_params, marker_path
 
 from envroute import EnvRouter, KeyManager, KeyRecord, open_store
+from envroute.errors import StoreUnavailable
 from envroute.keys import hash_key
 from tests.conftest import SECRET, text_app
 from tests.support.services import require_postgres
@@ -135,3 +137,19 @@ def test_a_change_on_sqlite_waits_for_another_processs_write() -> None:
     revoked = outcome["record"]
     assert isinstance(revoked, KeyRecord) and revoked.revoked_at == NOW
     store.close()
+
+
+@pytest.mark.parametrize(("error", "hinted"), [
+    pytest.param(OperationalError("no such table: django_envroute_apikey"), True,
+                 id="sqlite-no-table"),
+    pytest.param(ProgrammingError('relation "django_envroute_apikey" does not exist'), True,
+                 id="postgresql-no-relation"),
+    pytest.param(OperationalError("database is locked"), False, id="locked"),
+    pytest.param(OperationalError("connection refused"), False, id="down"),
+])
+def test_migrate_is_suggested_only_for_a_missing_table(store: DjangoStore, error: Exception,
+                                                      hinted: bool) -> None:
+    with pytest.raises(StoreUnavailable) as raised, store._errors():
+        raise error
+    assert str(error) in str(raised.value)
+    assert ("manage.py migrate" in str(raised.value)) is hinted
