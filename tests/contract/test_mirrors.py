@@ -144,3 +144,39 @@ def test_flask_mirror_fails_in_one_line_whatever_the_cause(tmp_path: Path) -> No
             "(ENVROUTE_DEBUG=1 shows the traceback)"]
     finally:
         get_state(app).close()
+
+
+#: A well-formed secret, pasted as the action: never echoed, even by argparse.
+PASTED = "sk_live_CCQeQzD66t0IG329U0pRFifCedrQFXjw2Yb3PX"
+
+
+@pytest.mark.parametrize("args", [
+    pytest.param(["keys", "create"], id="missing-flag"),
+    pytest.param(["keys", PASTED], id="secret-as-action"),
+])
+def test_a_usage_error_is_one_line_in_every_front_end(tmp_path: Path, args: list[str]
+                                                      ) -> None:
+    """§10: a failure is one line on stderr, a usage error (exit 2) included."""
+    from flask import Flask
+    from flask_envroute import EnvRoute
+
+    store = f"sqlite:///{tmp_path / 'keys.db'}"
+    env = {**os.environ, "EXAMPLE_DJANGO_DB": str(tmp_path / "dj.sqlite3"),
+           "EXAMPLE_DJANGO_SANDBOX_DB": str(tmp_path / "sandbox.sqlite3")}
+    django = subprocess.run([sys.executable, "manage.py", f"envroute_{args[0]}", *args[1:]],
+                            cwd=ROOT / "example_django", env=env, capture_output=True,
+                            text=True, timeout=60)
+    app = Flask(__name__)
+    app.config["ENVROUTE"] = {**CONFIG, "store": {"url": store}}
+    EnvRoute(app)
+    flask = app.test_cli_runner().invoke(args=["envroute", *args])
+    (tmp_path / "envroute.toml").write_text("")
+    cli = subprocess.run([ENVROUTE, "--store", store, *args], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "ENVROUTE_CONFIG": str(ROOT / "nowhere")})
+    for name, status, stderr in (("manage.py", django.returncode, django.stderr),
+                                 ("flask", flask.exit_code, flask.stderr),
+                                 ("envroute", cli.returncode, cli.stderr)):
+        assert status == 2, (name, stderr)
+        assert len(stderr.strip().splitlines()) == 1, (name, stderr)
+        assert PASTED not in stderr and "--help" in stderr, (name, stderr)

@@ -15,12 +15,12 @@ from __future__ import annotations
 import argparse
 import os
 from dataclasses import replace
-from typing import Any, TextIO, cast
+from typing import Any, NoReturn, TextIO, cast
 
-from django.core.management.base import BaseCommand, CommandError, OutputWrapper
+from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 
 from envroute import EnvrouteError, open_store
-from envroute.cli import AUDIT_HELP, GROUPS, add_group_arguments, run_group
+from envroute.cli import AUDIT_HELP, GROUPS, Parser, add_group_arguments, run_group
 from envroute.commandtools import Managers
 
 from ...gateway import get_router
@@ -40,6 +40,16 @@ class _Plain:
         self.wrapper.flush()
 
 
+class _OneLineParser(CommandParser):
+    """Django's parser, with a usage error from the command line as ``envroute``'s one
+    line (exit 2, never echoing a secret); called from code it raises CommandError."""
+
+    def error(self, message: str) -> NoReturn:
+        if self.called_from_command_line:
+            Parser.error(cast(Parser, self), message)
+        raise CommandError(f"Error: {message}")
+
+
 class GroupCommand(BaseCommand):
     """One ``envroute`` command group as a management command."""
 
@@ -51,6 +61,8 @@ class GroupCommand(BaseCommand):
         self.help = f"{text[:1].upper()}{text[1:]} (as `envroute {self.group}`)."
 
     def add_arguments(self, parser: Any) -> None:
+        if isinstance(parser, CommandParser):  # before the sub-parsers, which take its class
+            parser.__class__ = _OneLineParser
         common = argparse.ArgumentParser(add_help=False)
         common.add_argument("--store", default=argparse.SUPPRESS, metavar="URL",
                             help="the key store URL, overriding ENVROUTE['store']['url']")
