@@ -24,6 +24,7 @@ from .lifecycle import (
     check_metadata,
     looks_like_secret,
     merged,
+    refuse_secret,
     safe_id,
     since_days,
 )
@@ -76,6 +77,7 @@ class CustomerManager(Managed):
         if not CUSTOMER_ID.match(customer_id):
             raise KeyUsageError(f"{safe_id(customer_id, self.settings)!r} is not a customer "
                                 "id: 1-64 characters of A-Za-z0-9_.:-")
+        refuse_secret(name, "as a customer's name")
         record = CustomerRecord(id=customer_id, name=name,
                                 metadata=check_metadata(metadata or {}, "customer"),
                                 created_at=utcnow().replace(microsecond=0))
@@ -97,6 +99,7 @@ class CustomerManager(Managed):
             base = metadata if metadata is not None else before.metadata
             changes["metadata"] = check_metadata(merged(base, set_meta, unset), "customer")
         if name is not None:
+            refuse_secret(name, "as a customer's name")
             changes["name"] = name
         current = {"metadata": dict(before.metadata), "name": before.name}
         changes = {k: v for k, v in changes.items() if v != current[k]}

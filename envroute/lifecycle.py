@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import builtins
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -54,7 +54,8 @@ def safe_id(text: str, settings: Settings | None = None) -> str:
 
 
 def check_metadata(metadata: Mapping[str, Any], what: str) -> dict[str, Any]:
-    """A copy of ``metadata``; a reserved or empty name is a :class:`KeyUsageError`."""
+    """A copy of ``metadata``; a reserved or empty name, or a secret, is a
+    :class:`KeyUsageError`."""
     result = dict(metadata)
     for name in result:
         if name in RESERVED_METADATA:
@@ -62,7 +63,30 @@ def check_metadata(metadata: Mapping[str, Any], what: str) -> dict[str, Any]:
                                 "(it is the identity's own)")
         if not isinstance(name, str) or not name:
             raise KeyUsageError("a metadata name cannot be empty")
+    for text in _strings(result):
+        refuse_secret(text, f"in a {what}'s metadata")
     return result
+
+
+def refuse_secret(text: str, where: str) -> None:
+    """A secret pasted where text belongs (metadata, a name) would be stored, shown by every
+    command, logged in the audit and sent to backends in ``Envroute-Metadata`` (§3)."""
+    if keys.parse(text) is not None:
+        raise KeyUsageError(f"{safe_id(text)} is a secret; it cannot be stored {where} "
+                            "(if it leaked: envroute keys revoke --secret -)")
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every string in a metadata value, names of nested objects included."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for name, item in value.items():
+            yield from _strings(name)
+            yield from _strings(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _strings(item)
 
 
 def merged(current: Mapping[str, Any], set_meta: Mapping[str, Any] | None,
@@ -197,6 +221,7 @@ class KeyManager(Managed):
             raise KeyUsageError(f"scope {safe_id(undefined[0], self.settings)!r} is not "
                                 "defined in [scopes]")
         own = check_metadata(metadata or {}, "key")
+        refuse_secret(name, "as a key's name")
         if expires_in is not None and expires_in <= 0:
             raise KeyUsageError("--expires-in must be longer than 0s (leave it out: "
                                 "no expiry)")
@@ -231,6 +256,7 @@ class KeyManager(Managed):
             base = metadata if metadata is not None else before.metadata
             changes["metadata"] = check_metadata(merged(base, set_meta, unset), "key")
         if name is not None:
+            refuse_secret(name, "as a key's name")
             changes["name"] = name
         if expires_in is not None and no_expiry:
             raise KeyUsageError("give --expires-in or --no-expiry, not both")

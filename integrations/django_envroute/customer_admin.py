@@ -30,7 +30,7 @@ from envroute.customers import CUSTOMER_ID
 
 from . import models
 from .admin import apply_each, managers_for, usage_html
-from .forms import clean_metadata
+from .forms import clean_metadata, clean_name
 
 #: The 0.2 models (``django://`` store, migration 0002); looked up so this module also
 #: imports against a store without them, registering nothing then.
@@ -64,7 +64,10 @@ class CustomerForm(_CustomerForm):
         return value
 
     def clean_metadata(self) -> dict[str, Any]:
-        return clean_metadata(self.cleaned_data.get("metadata"))
+        return clean_metadata(self.cleaned_data.get("metadata"), self)
+
+    def clean_name(self) -> str:
+        return clean_name(self.cleaned_data.get("name"), self)
 
 
 class CustomerAdmin(_CustomerAdmin):

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Any, cast
 
 from django import forms
 
+from envroute import EnvrouteError
 from envroute.commandtools import TAKES_EFFECT
 from envroute.config import parse_duration
-from envroute.lifecycle import RESERVED_METADATA
+from envroute.lifecycle import RESERVED_METADATA, check_metadata, refuse_secret
 
 from .gateway import get_router
 from .models import APIKey
@@ -26,8 +27,17 @@ else:
     _APIKeyModelForm = forms.ModelForm
 
 
-def clean_metadata(value: Any) -> dict[str, Any]:
-    """A JSON object without the reserved names (the CLI's own rule)."""
+def _forget(form: forms.BaseForm | None, field: str) -> None:
+    """Re-render ``field`` empty: a secret typed there is never shown back, not even to
+    the admin who typed it (Django shows an invalid form's submitted values)."""
+    if form is not None:
+        data = dict(form.data.items()) if not hasattr(form.data, "copy") else form.data.copy()
+        data[form.add_prefix(field)] = ""
+        form.data = data
+
+
+def clean_metadata(value: Any, form: forms.BaseForm | None = None) -> dict[str, Any]:
+    """A JSON object without the reserved names or a secret (the CLI's own rules)."""
     value = value or {}
     if not isinstance(value, dict):
         raise forms.ValidationError('Enter a JSON object, such as {"customer": "acme"}.')
@@ -35,7 +45,22 @@ def clean_metadata(value: Any) -> dict[str, Any]:
     if reserved:
         raise forms.ValidationError(f"{reserved[0]!r} is reserved: it is the identity's "
                                     "own, never metadata.")
-    return value
+    try:
+        return check_metadata(value, "key")
+    except EnvrouteError as exc:  # a secret pasted in: shown as prefix…last4 only
+        _forget(form, "metadata")
+        raise forms.ValidationError(str(exc)) from None
+
+
+def clean_name(value: Any, form: forms.BaseForm | None = None) -> str:
+    """A label, never a secret pasted by mistake (it would be shown everywhere)."""
+    text = str(value or "")
+    try:
+        refuse_secret(text, "as a name")
+    except EnvrouteError as exc:
+        _forget(form, "name")
+        raise forms.ValidationError(str(exc)) from None
+    return text
 
 
 class CreateKeyForm(_APIKeyModelForm):
@@ -62,7 +87,10 @@ class CreateKeyForm(_APIKeyModelForm):
         self.order_fields(["environment", "name", "metadata", "scopes", "expires_in"])
 
     def clean_metadata(self) -> dict[str, Any]:
-        return clean_metadata(self.cleaned_data.get("metadata"))
+        return clean_metadata(self.cleaned_data.get("metadata"), self)
+
+    def clean_name(self) -> str:
+        return clean_name(self.cleaned_data.get("name"), self)
 
     def clean_expires_in(self) -> float | None:
         text = (self.cleaned_data.get("expires_in") or "").strip()
@@ -99,7 +127,10 @@ class ChangeKeyForm(_APIKeyModelForm):
             self.fields["confirm_revoke"].disabled = True
 
     def clean_metadata(self) -> dict[str, Any]:
-        return clean_metadata(self.cleaned_data.get("metadata"))
+        return clean_metadata(self.cleaned_data.get("metadata"), self)
+
+    def clean_name(self) -> str:
+        return clean_name(self.cleaned_data.get("name"), self)
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

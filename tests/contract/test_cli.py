@@ -295,3 +295,25 @@ def test_rolling_again_leaves_an_earlier_old_secrets_expiry(cli: Cli) -> None:
         assert answers[1].json is not None and answers[1].json["code"] == "expired_key"
     finally:
         gateway.close()
+
+
+@pytest.mark.parametrize("args", [
+    pytest.param(["keys", "create", "--environment", "sandbox", "--meta", "note={s}"],
+                 id="key-metadata-value"),
+    pytest.param(["keys", "create", "--environment", "sandbox", "--meta", "{s}=1"],
+                 id="key-metadata-name"),
+    pytest.param(["keys", "create", "--environment", "sandbox", "--name", "{s}"],
+                 id="key-name"),
+    pytest.param(["customers", "create", "acme", "--meta", "k={s}"], id="customer-metadata"),
+    pytest.param(["customers", "create", "acme", "--name", "{s}"], id="customer-name"),
+])
+def test_a_secret_pasted_as_a_name_or_metadata_is_never_stored(cli: Cli, args: list[str]
+                                                               ) -> None:
+    """§3: stored, it would be shown by every command, logged in the audit and sent to every
+    backend in Envroute-Metadata."""
+    secret = cli.json("keys", "create", "--environment", "sandbox")["key"]
+    result = cli.run(*[a.format(s=secret) for a in args], status=1)
+    assert secret not in result.stdout + result.stderr
+    assert secret not in cli.run("keys", "list", "--json").stdout
+    assert secret not in cli.run("audit", "--json").stdout
+    assert cli.json("customers", "list") == []

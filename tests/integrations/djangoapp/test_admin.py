@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 
@@ -192,6 +193,18 @@ def test_disabling_a_selection_with_a_revoked_key_changes_the_others(
     assert (APIKey.objects.get(pk=live.record.id).disabled_at is None) == (
         action == "enable_keys")
     assert APIKey.objects.get(pk=revoked.record.id).disabled_at is None
+
+
+@pytest.mark.parametrize("field", ["metadata", "name"])
+def test_a_secret_pasted_in_the_add_form_is_refused_and_not_shown(
+        admin_client: Client, make_key: Callable[..., IssuedKey], field: str) -> None:
+    secret = make_key().secret
+    data = {"environment": "production", "name": "n", "metadata": "{}", "expires_in": "",
+            field: json.dumps({"note": secret}) if field == "metadata" else secret}
+    page = admin_client.post(ADD_URL, data).content.decode()
+    assert "is a secret" in page and secret not in page
+    assert not APIKey.objects.filter(name=secret).exists()
+    assert not APIKey.objects.filter(metadata__note=secret).exists()
 
 
 def test_view_site_never_leads_to_a_401(admin_client: Client) -> None:
