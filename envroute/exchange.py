@@ -255,6 +255,9 @@ class Exchange:
         if head is None:
             raise BackendError("the backend returned without starting a response",
                                backend=self.backend or "")
+        for chunk in body:
+            if type(chunk) is not bytes and not isinstance(chunk, bytes):
+                raise self._not_bytes(chunk)
         if not self.started:
             self.started = True
             self.writer = self.start_response(head[0], head[1])
@@ -270,6 +273,8 @@ class Exchange:
             chunks = iter(self.result)
             first = b""
             for chunk in chunks:
+                if not isinstance(chunk, bytes):  # before any byte went out: a 502
+                    raise self._not_bytes(chunk)
                 if chunk:
                     first = chunk
                     break
@@ -292,6 +297,11 @@ class Exchange:
         except Exception as exc:
             self._broke_off(exc)
             raise  # the server closes the connection: a cut body never looks complete
+
+    def _not_bytes(self, chunk: object) -> BackendError:
+        """PEP 3333: a body is bytes; a server handed a str sends a head and then fails."""
+        return BackendError(f"the response body holds {type(chunk).__name__}, not bytes",
+                            backend=self.backend or "")
 
     def _broke_off(self, exc: BaseException) -> None:
         self.code = "backend_unavailable"

@@ -28,7 +28,7 @@ from .backends import StoredBackends, build_backends
 from .config import ConfigSource, load_settings
 from .credentials import Credential, CredentialReader
 from .customers import CustomerManager
-from .errors import StoreUnavailable
+from .errors import ConfigError, StoreUnavailable
 from .handler import handle, new_request_id, try_backends
 from .identity import Identity
 from .lifecycle import KeyManager
@@ -70,6 +70,12 @@ class EnvRouter:
         builtin: dict[str, WSGIApplication] = dict(backends or {})
         if app is not None:
             builtin[APP_BACKEND] = app
+        for name, given in builtin.items():  # refused now, not with a 502 per request
+            if not callable(given):
+                raise ConfigError(f"{type(given).__name__} {given!r:.60} is not a WSGI "
+                                  "application (a callable)",
+                                  key="app" if name == APP_BACKEND else f"backends.{name}",
+                                  source="EnvRouter()")
         self.app = app
         self._given = builtin
         self.settings = settings = load_settings(config, builtin)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -18,6 +19,7 @@ from envroute import (
     BackendTimeout,
     BackendUnavailable,
     BadRequestBody,
+    ConfigError,
     EnvironmentMismatch,
     EnvRouter,
     IssuedKey,
@@ -359,6 +361,17 @@ def test_a_backend_that_breaks_before_its_body_is_502(store_url: str, name: str)
     assert "hunter2" not in response.get_data(True)
     response.close()
     router.close()
+
+
+@pytest.mark.parametrize(("given", "key"), [
+    pytest.param({"app": 5}, "app", id="app"),
+    pytest.param({"backends": {"sandbox": "not an app"}}, "backends.sandbox", id="backend"),
+])
+def test_something_not_callable_as_a_backend_stops_construction(
+        store_url: str, given: dict[str, Any], key: str) -> None:
+    with pytest.raises(ConfigError, match=rf"{re.escape(key)}: .* is not a WSGI application"):
+        EnvRouter(given.get("app"), {"secret": SECRET, "store": {"url": store_url}},
+                  backends=given.get("backends"))
 
 
 def test_a_backend_that_breaks_after_bytes_were_sent_is_cut_off(store_url: str) -> None:

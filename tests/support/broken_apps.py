@@ -62,6 +62,17 @@ def legacy_write(environ: dict[str, Any], start_response: StartResponse) -> list
     return [b"then returned"]
 
 
+def str_body(environ: dict[str, Any], start_response: StartResponse) -> list[Any]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return ["text, not bytes"]
+
+
+def lazy_str_body(environ: dict[str, Any], start_response: StartResponse) -> Iterator[Any]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    yield "text, not bytes"
+
+
 #: name -> app, for configs (``app = "tests.support.broken_apps:NAME"``)
 BEFORE_BODY = ["invalid_header", "invalid_header_name", "invalid_status", "fails_after_start",
-               "lazy_raises", "lazy_empty_then_raises", "never_starts"]
+               "lazy_raises", "lazy_empty_then_raises", "never_starts", "str_body",
+               "lazy_str_body"]
