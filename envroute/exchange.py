@@ -86,7 +86,8 @@ _request_counter = count()
 def _draw_request_ids() -> None:
     global _request_prefix, _request_counter
     _request_prefix = f"req_{getrandbits(48):012x}"
-    _request_counter = count(getrandbits(40))
+    # a random odd step: every value mod 2**48 comes once, and neighbours do not look it
+    _request_counter = count(getrandbits(48), getrandbits(47) * 2 + 1)
 
 
 _draw_request_ids()
@@ -97,10 +98,11 @@ if hasattr(os, "register_at_fork"):
 def new_request_id() -> str:
     """A unique id for one request (not a secret): ``req_`` and 24 hex digits.
 
-    48 random bits drawn per process, then a counter: unique without a random draw per
-    request (``getrandbits`` and its formatting were a tenth of a cached request's cost);
-    drawn again in a forked child, so workers never share a prefix. Not meant to be
-    unguessable.
+    48 random bits drawn per process, then a counter with a random start and step: unique
+    without a random draw per request (``getrandbits`` and its formatting were a tenth of
+    a cached request's cost), and ids in a row do not read as a count of requests; drawn
+    again in a forked child, so workers never share a prefix. Not a secret, and not meant
+    to be unguessable.
     """
     return f"{_request_prefix}{next(_request_counter) & 0xFFFFFFFFFFFF:012x}"
 
