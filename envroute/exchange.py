@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -32,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from . import metrics
 from .accesslog import access_logger, escape
 from .errors import BackendError, BackendTimeout, StoreUnavailable
+from .heads import GOOD_NAMES, GOOD_STATUS, checked_headers, good_status
 from .identity import Identity
 from .names import BACKEND_KEY, REQUEST_ID_KEY, status_line
 from .ownpaths import Handler
@@ -52,33 +52,6 @@ _RELEASED: WSGIEnvironment = {}
 #: Front ends record a refusal they make themselves on it
 #: (:func:`envroute.handler.refusal`).
 EXCHANGE_KEY = "envroute.exchange"
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_VALUE = re.compile(r"[ \t\x21-\x7e\x80-\xff]*")
-_STATUS = re.compile(r"[1-5][0-9]{2}(?: [ \t\x21-\x7e\x80-\xff]*)?")
-#: Status lines and header names a backend sent that passed the checks above, one set
-#: each (header names other than ``Request-Id``, which the gateway sets itself): a
-#: backend sends few distinct ones, so after the first requests each check is a set
-#: look-up rather than a regex. Bounded, so a backend inventing names cannot grow them;
-#: past the bound, the regex runs.
-_GOOD_STATUS: set[str] = set()
-_GOOD_NAMES: set[str] = set()
-_GOOD_MAX = 1024
-
-
-def _good(text: object, pattern: re.Pattern[str], good: set[str]) -> bool:
-    """``text`` is a str that ``pattern`` matches whole; remembered in ``good``."""
-    if not (isinstance(text, str) and pattern.fullmatch(text)):
-        return False
-    if len(good) < _GOOD_MAX and text.lower() != "request-id":
-        good.add(text)
-    return True
-
-
-def _good_value(value: object) -> bool:
-    """A header value that is not plain printable ASCII (checked inline first)."""
-    return isinstance(value, str) and _VALUE.fullmatch(value) is not None
-
-
 _request_prefix = ""
 _request_counter = count()
 
@@ -192,11 +165,10 @@ class Exchange:
                     raise exc_info[1].with_traceback(exc_info[2])
             finally:
                 exc_info = None
-        if not ((type(status) is str and status in _GOOD_STATUS)
-                or _good(status, _STATUS, _GOOD_STATUS)):
+        if not ((type(status) is str and status in GOOD_STATUS) or good_status(status)):
             raise BackendError(f"invalid status line {status!r}", backend=self.backend or "")
         checked: HeaderList = []
-        good, passed = _GOOD_NAMES, False
+        good, passed = GOOD_NAMES, False
         try:  # the common case: names seen before, printable ASCII values
             for name, value in headers:
                 if name in good and value.isascii() and value.isprintable():
@@ -208,22 +180,11 @@ class Exchange:
         except (AttributeError, TypeError, ValueError):  # not str, not a pair: see below
             pass
         if not passed:
-            checked = self._checked(headers)
+            checked = checked_headers(headers, self.backend or "")
         checked.append(("Request-Id", self.request_id))
         checked += self.extra
         self.head = (status, checked)
         return self.write
-
-    def _checked(self, headers: HeaderList) -> HeaderList:
-        """``headers`` checked one by one, as gunicorn checks them; ``Request-Id`` dropped."""
-        checked: HeaderList = []
-        for name, value in headers:
-            if not _good(name, _TOKEN, _GOOD_NAMES) or not _good_value(value):
-                raise BackendError(f"invalid response header {name!r}",  # never the value
-                                   backend=self.backend or "")
-            if name.lower() != "request-id":
-                checked.append((name, value))
-        return checked
 
     def write(self, data: bytes) -> None:
         """PEP 3333's legacy ``write()``: the head goes out first."""
