@@ -167,6 +167,8 @@ class Exchange:
                 exc_info = None
         if not ((type(status) is str and status in GOOD_STATUS) or good_status(status)):
             raise BackendError(f"invalid status line {status!r}", backend=self.backend or "")
+        if type(headers) is not list:  # PEP 3333 asks for a list; read anything else once
+            headers = list(headers)
         checked: HeaderList = []
         good, passed = GOOD_NAMES, False
         try:  # the common case: names seen before, printable ASCII values

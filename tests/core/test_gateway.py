@@ -363,6 +363,23 @@ def test_a_backend_that_breaks_before_its_body_is_502(store_url: str, name: str)
     router.close()
 
 
+def test_headers_given_as_an_iterator_all_reach_the_caller(store_url: str) -> None:
+    """PEP 3333 asks for a list; a generator that also holds a header name never seen
+    before (the slow check) must still lose none of them."""
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", (h for h in [("X-First", "1"), ("X-Never-Seen-Yet", "2"),
+                                              ("X-Last", "3")]))
+        return [b"ok"]
+
+    router = EnvRouter(app, {"secret": SECRET, "store": {"url": store_url}})
+    key = router.keys.create("sandbox").secret
+    response = Client(router).get("/", headers={"X-API-Key": key})
+    assert response.status_code == 200
+    assert [(k, v) for k, v in response.headers.items() if k.startswith("X-")] == [
+        ("X-First", "1"), ("X-Never-Seen-Yet", "2"), ("X-Last", "3")]
+    router.close()
+
+
 @pytest.mark.parametrize(("given", "key"), [
     pytest.param({"app": 5}, "app", id="app"),
     pytest.param({"backends": {"sandbox": "not an app"}}, "backends.sandbox", id="backend"),
