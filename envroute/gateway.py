@@ -37,6 +37,7 @@ from .ownpaths import OwnPaths, health_check
 from .policies import Policy, build_policies
 from .problems import Problem, as_problem
 from .routing import Decision, Router
+from .scopes import ScopePolicy
 from .settings import APP_BACKEND
 from .stored_backends import BackendManager
 from .stores import InvalidationSource, KeyStore, open_store
@@ -85,7 +86,8 @@ class EnvRouter:
         self.authenticator: Authenticator = build_authenticator(settings, self.store)
         self.policies: tuple[Policy, ...] = build_policies(settings)
         # the request path's shortcut for a cached key (see _admit)
-        self._policy_free = len(self.policies) == 1  # scopes only: nothing for unrestricted
+        self._policy_free = all(isinstance(p, ScopePolicy) for p in self.policies)
+        # (the scope policy lets every unrestricted identity through, doing nothing)
         self._cached = self.authenticator.api_keys.cached
         self._header_key = self.credentials.header_key
         self._strip_more = bool(self.credentials.query_param)
