@@ -93,6 +93,24 @@ def test_where_the_change_marker_lives(database: dict[str, str], expected: str) 
     assert path.endswith(".changes") and expected in path
 
 
+@pytest.mark.parametrize(("name", "home"), [
+    pytest.param("CHANNEL", "storechanges", id="CHANNEL"),
+    pytest.param("connect_params", "storechanges", id="connect_params"),
+    pytest.param("marker_path", "storechanges", id="marker_path"),
+    pytest.param("database_alias", "storecore", id="database_alias"),
+])
+def test_the_stores_names_import_from_where_they_always_did(name: str, home: str) -> None:
+    """store.py was split by job (storecore, storechanges); ``django_envroute.store``
+    still names what it held, and ``django_envroute.store:DjangoStore`` is the store."""
+    import importlib
+
+    from django_envroute import store
+
+    assert getattr(store, name) is getattr(importlib.import_module(f"django_envroute.{home}"),
+                                           name)
+    assert name in store.__all__ and "DjangoStore" in store.__all__
+
+
 def test_the_listener_connects_as_django_does() -> None:
     params = connect_params({"NAME": "app", "USER": "u", "PASSWORD": "p", "HOST": "db",
                              "PORT": 5433, "OPTIONS": {"sslmode": "require", "pool": True}})
