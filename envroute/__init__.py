@@ -27,8 +27,9 @@ if TYPE_CHECKING:
         StoreUnavailable,
     )
     from .gateway import EnvRouter
+    from .guards import KeyUsageError
     from .identity import Identity
-    from .lifecycle import IssuedKey, KeyManager, KeyUsageError
+    from .lifecycle import IssuedKey, KeyManager
     from .problems import Problem
     from .settings import Settings
     from .signing import verify_signature
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 _HOMES = {
     "Event": "audit", "CustomerManager": "customers", "EnvRouter": "gateway",
     "Identity": "identity", "IssuedKey": "lifecycle", "KeyManager": "lifecycle",
-    "KeyUsageError": "lifecycle", "Problem": "problems", "Settings": "settings",
+    "KeyUsageError": "guards", "Problem": "problems", "Settings": "settings",
     "verify_signature": "signing", "BackendManager": "stored_backends",
     "KeyRecord": "stores", "KeyStore": "stores", "open_store": "stores",
     "register_store": "stores",

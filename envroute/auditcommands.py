@@ -14,7 +14,7 @@ from typing import TextIO
 
 from .commandtools import Managers, add_json, write_json, write_table
 from .config import parse_duration
-from .lifecycle import safe_id
+from .guards import safe_id
 from .stores.base import AuditRecord, iso, utcnow
 
 

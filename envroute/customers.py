@@ -7,7 +7,7 @@ keys (``disabled_key``) without revoking any; enabling restores them.
 
 The ids are the operator's own (an account id), 1-64 characters of ``A-Za-z0-9_.:-``, so
 they can appear in URLs, logs and headers without escaping. The risk named here: a
-secret pasted where an id belongs is never echoed (:func:`envroute.lifecycle.safe_id`).
+secret pasted where an id belongs is never echoed (:func:`envroute.guards.safe_id`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 
 from .audit import Managed, diff
 from .errors import CustomerNotFound
-from .lifecycle import (
+from .guards import (
     KeyUsageError,
     check_metadata,
     looks_like_secret,

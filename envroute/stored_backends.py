@@ -21,7 +21,7 @@ from typing import Any
 from .audit import Managed, diff
 from .config import parse_settings
 from .errors import AlreadyExists, BackendNotFound, ConfigError
-from .lifecycle import KeyUsageError, looks_like_secret, safe_id
+from .guards import KeyUsageError, looks_like_secret, safe_id
 from .settings import APP_BACKEND
 from .stores.base import BackendRecord, Change, utcnow
 

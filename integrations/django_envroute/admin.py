@@ -28,7 +28,7 @@ from django.utils.safestring import SafeString
 from envroute import EnvrouteError, IssuedKey
 from envroute.commandtools import TAKES_EFFECT, Managers
 from envroute.config import parse_duration
-from envroute.lifecycle import since_days
+from envroute.guards import since_days
 from envroute.stores.base import utcnow
 
 from .charts import DAYS, usage_chart

@@ -15,7 +15,7 @@ from django import forms
 from envroute import EnvrouteError
 from envroute.commandtools import TAKES_EFFECT
 from envroute.config import parse_duration
-from envroute.lifecycle import RESERVED_METADATA, check_metadata, refuse_secret
+from envroute.guards import RESERVED_METADATA, check_metadata, refuse_secret
 
 from .gateway import get_router
 from .models import APIKey
