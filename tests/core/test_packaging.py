@@ -37,3 +37,13 @@ def test_distribution_metadata() -> None:
 def test_packages_ship_py_typed(package: str) -> None:
     module = __import__(package)
     assert (Path(module.__file__).parent / "py.typed").exists()
+
+
+@pytest.mark.parametrize("name", ["RESERVED_METADATA", "KeyUsageError", "check_metadata",
+                                  "looks_like_secret", "merged", "refuse_secret", "safe_id",
+                                  "since_days"])
+def test_names_moved_to_guards_still_import_from_lifecycle(name: str) -> None:
+    """lifecycle.py was split (envroute.guards); code that imported from it still works."""
+    from envroute import guards, lifecycle
+
+    assert getattr(lifecycle, name) is getattr(guards, name)
