@@ -9,6 +9,8 @@ database. The keys themselves live in ``default`` (``django_envroute``'s tables)
 import os
 from pathlib import Path
 
+import django
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 # Set both in production; the defaults are for trying the example on your machine.
@@ -57,17 +59,22 @@ TEMPLATES = [
 ]
 
 # One database per environment. ATOMIC_REQUESTS: a request that touches the other
-# environment's database is answered 403 with all of its writes rolled back.
+# environment's database is answered 403 with all of its writes rolled back. With it, SQLite
+# needs IMMEDIATE transactions (Django 5.1+; manage.py check: envroute.W022), or a request
+# that reads and then writes is refused "database is locked" while a worker writes.
+SQLITE_OPTIONS = {"transaction_mode": "IMMEDIATE"} if django.VERSION >= (5, 1) else {}
 DATABASES = {
     "default": {  # production, and the API keys
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ.get("EXAMPLE_DJANGO_DB", str(BASE_DIR / "db.sqlite3")),
         "ATOMIC_REQUESTS": True,
+        "OPTIONS": SQLITE_OPTIONS,
     },
     "sandbox": {  # the sandbox's mock data
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ.get("EXAMPLE_DJANGO_SANDBOX_DB", str(BASE_DIR / "sandbox.sqlite3")),
         "ATOMIC_REQUESTS": True,
+        "OPTIONS": SQLITE_OPTIONS,
     },
 }
 DATABASE_ROUTERS = ["django_envroute.db.EnvironmentRouter"]

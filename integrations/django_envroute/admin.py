@@ -11,17 +11,20 @@ The risks named here: a revocation is permanent, so it asks for confirmation (th
 shows a confirmation page; the change form needs its confirm box ticked); a roll that
 retires the old secret at once breaks a live integration, so the roll action offers a
 grace period. "View site" is hidden when ``/`` needs an API key (it would be a 401).
+A save the store refuses (SQLite locked by another process's write, the database down) is
+a message on the form's page, never a 500: see :func:`save_form`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.forms import ModelForm
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.utils.safestring import SafeString
 
@@ -36,6 +39,7 @@ from .conf import conf
 from .forms import ChangeKeyForm, CreateKeyForm
 from .gateway import get_router
 from .models import APIKey
+from .store import DjangoStore
 
 # ModelAdmin is generic only in django-stubs; it cannot be subscripted at run time.
 if TYPE_CHECKING:
@@ -50,6 +54,9 @@ SHOWN_ONCE = ("Store it somewhere safe now: you will not be able to see it again
 GRACE_CHOICES = (("0s", "no time: retire it now"), ("1h", "1 hour"), ("24h", "24 hours"),
                  ("7d", "7 days"))
 REVOKE_TIMING = "Revocation is permanent and " + TAKES_EFFECT + "."
+LOCKED = ("Another process was writing to the database; try again. On SQLite, set "
+          "transaction_mode IMMEDIATE in the database's OPTIONS (manage.py check: "
+          "envroute.W022).")
 
 if admin.site.site_url == "/" and "/" not in conf.exempt_paths:
     admin.site.site_url = None  # "/" needs a key: "View site" would be a 401
@@ -90,6 +97,32 @@ def apply_each(modeladmin: Any, request: HttpRequest, queryset: QuerySet[Any],
             continue
         done += 1
     return done
+
+
+def save_form(modeladmin: Any, request: HttpRequest,
+              view: Callable[[], HttpResponse]) -> HttpResponse:
+    """An add or change form (``view``, Django's ``changeform_view``): a POST takes the
+    store's write lock first, and a save the store refuses is a message on the form's page.
+
+    Django runs the form in a transaction that reads (the object, the user) before the
+    store writes; on SQLite such a transaction is refused at once ("database is locked")
+    while another process writes, such as a gunicorn worker recording usage. Taking the
+    lock first makes the form wait for that writer instead. Under ``ATOMIC_REQUESTS``
+    without ``transaction_mode = "IMMEDIATE"`` the request's transaction has read already:
+    then the lock is refused before anything changed, and the admin is told so.
+    """
+    if request.method != "POST":
+        return view()
+    store = get_router().store
+    locked: AbstractContextManager[object] = (
+        store.write_locked() if isinstance(store, DjangoStore) else nullcontext())
+    try:
+        with locked:
+            return view()
+    except EnvrouteError as exc:  # rolled back whole: the form's changes and the admin log
+        hint = f" {LOCKED}" if "database is locked" in str(exc) else ""
+        modeladmin.message_user(request, f"Not saved: {exc}.{hint}", messages.ERROR)
+        return HttpResponseRedirect(request.get_full_path())
 
 
 def confirm(modeladmin: Any, request: HttpRequest, queryset: QuerySet[Any], *, action: str,
@@ -144,6 +177,13 @@ class APIKeyAdmin(_APIKeyModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: APIKey | None = None) -> bool:
         return False
+
+    def changeform_view(self, request: HttpRequest, object_id: str | None = None,
+                        form_url: str = "", extra_context: dict[str, Any] | None = None
+                        ) -> HttpResponse:
+        view = super().changeform_view
+        return save_form(self, request, lambda: view(request, object_id, form_url,
+                                                     extra_context))
 
     def save_model(self, request: HttpRequest, obj: APIKey, form: ModelForm[APIKey],
                    change: bool) -> None:

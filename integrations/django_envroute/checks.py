@@ -14,7 +14,14 @@ and ``check`` never says OK about settings the server would then refuse.
 ``envroute.E005``     the ``django://`` store names a database not in ``DATABASES``
 ``envroute.E006``     the store URL is unusable: unknown scheme, missing extra, or a
                       SQLite file whose directory does not exist
+``envroute.W022``     the ``django://`` store's database is SQLite with
+                      ``ATOMIC_REQUESTS`` and without ``transaction_mode``
+                      ``IMMEDIATE``: a change in the admin can be refused with
+                      "database is locked" while another process writes
 ====================  ===========================================================
+
+``envroute.W021`` (a CORS middleware after envroute's) is :mod:`django_envroute.cors`'s;
+``E018``-``E020`` and ``W018`` (sandbox databases) are :mod:`django_envroute.sandbox`'s.
 """
 
 from __future__ import annotations
@@ -22,8 +29,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import django
 from django.conf import settings
 from django.core.checks import CheckMessage, Error
+from django.core.checks import Warning as CheckWarning
 
 from envroute import ConfigError
 from envroute.backends import load_app
@@ -35,6 +44,8 @@ from .conf import MIDDLEWARE, STORE_SCHEME, conf
 TAG = "envroute"
 EXAMPLE = ('ENVROUTE = {"secret": os.environ["ENVROUTE_SECRET"], '
            '"routes": [{"when": {}, "backend": "app"}]}')
+#: SQLite transaction modes that take the write lock at ``BEGIN`` (Django 5.1+ ``OPTIONS``).
+LOCKING_MODES = frozenset({"IMMEDIATE", "EXCLUSIVE"})
 
 
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
@@ -63,7 +74,7 @@ def _check_config() -> list[CheckMessage]:
         return [Error(f"{where}: {exc.reason}", hint=_hint(exc.key), id="envroute.E002")]
     scheme, _, _ = parsed.store_url.partition("://")
     if scheme == STORE_SCHEME:
-        from .store import database_alias
+        from .storecore import database_alias
 
         alias = database_alias(parsed.store_url)
         if alias not in settings.DATABASES:
@@ -72,7 +83,34 @@ def _check_config() -> list[CheckMessage]:
                           f"the database {alias!r}, which is not in DATABASES.",
                           hint=f"Use one of: {known}",
                           id="envroute.E005")]
+        return _check_sqlite_transactions(alias)
     return []
+
+
+def _check_sqlite_transactions(alias: str) -> list[CheckMessage]:
+    """The keys' SQLite database with ``ATOMIC_REQUESTS`` and deferred transactions.
+
+    Such a request's transaction reads first (the session, the user, the object); its
+    first write must then upgrade a read lock, which SQLite refuses at once while another
+    process writes (a gunicorn worker recording usage). The admin says "Not saved" then;
+    a view of the project's own that changes keys through envroute gets the error.
+    """
+    database: Mapping[str, Any] = settings.DATABASES[alias]
+    engine = str(database.get("ENGINE") or "")
+    options = database.get("OPTIONS") or {}
+    mode = str(options.get("transaction_mode") or "DEFERRED").upper() \
+        if isinstance(options, Mapping) else "DEFERRED"
+    if (not engine.endswith(("sqlite3", "spatialite")) or not database.get("ATOMIC_REQUESTS")
+            or mode in LOCKING_MODES):
+        return []
+    fix = f'DATABASES[{alias!r}]["OPTIONS"]["transaction_mode"] = "IMMEDIATE"'
+    if django.VERSION < (5, 1):
+        fix = f"Django 5.1 or later and {fix}, or ATOMIC_REQUESTS off for {alias!r},"
+    return [CheckWarning(
+        f"DATABASES[{alias!r}] holds envroute's keys on SQLite with ATOMIC_REQUESTS and "
+        f"{mode} transactions: a change in the admin is refused ('database is locked') "
+        "whenever another process is writing, such as a gunicorn worker recording usage.",
+        hint=f"Set {fix} or use PostgreSQL.", id="envroute.W022")]
 
 
 def _check_middleware() -> list[CheckMessage]:

@@ -20,7 +20,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.forms import ModelForm
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
@@ -29,7 +29,7 @@ from envroute.commandtools import TAKES_EFFECT
 from envroute.customers import CUSTOMER_ID
 
 from . import models
-from .admin import apply_each, managers_for, usage_html
+from .admin import apply_each, managers_for, save_form, usage_html
 from .forms import clean_metadata, clean_name
 
 #: The 0.2 models (``django://`` store, migration 0002); looked up so this module also
@@ -112,6 +112,13 @@ class CustomerAdmin(_CustomerAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None
                               ) -> bool:
         return False
+
+    def changeform_view(self, request: HttpRequest, object_id: str | None = None,
+                        form_url: str = "", extra_context: dict[str, Any] | None = None
+                        ) -> HttpResponse:
+        view = super().changeform_view
+        return save_form(self, request, lambda: view(request, object_id, form_url,
+                                                     extra_context))
 
     def save_model(self, request: HttpRequest, obj: Any, form: ModelForm[Any],
                    change: bool) -> None:

@@ -102,10 +102,24 @@ class DjangoStoreCore(KeyStore):
         revocation made while a gateway worker wrote its usage failed that way (a 500 in
         the admin, an error from ``manage.py envroute_keys``). A write as the first
         statement waits for the other writer instead. Inside a transaction that already
-        read (``ATOMIC_REQUESTS``) this cannot help: docs/django.md says what to set.
+        read (``ATOMIC_REQUESTS``) this cannot help: docs/django.md says what to set, and
+        ``manage.py check`` warns (``envroute.W022``).
         """
         if connections[self.alias].vendor == "sqlite":  # matches no row; takes the lock
             self._keys().filter(pk__isnull=True).update(name=F("name"))
+
+    @contextmanager
+    def write_locked(self) -> Iterator[None]:
+        """A transaction on the store's database that holds SQLite's write lock from its
+        first statement, for a caller that reads before it changes something through the
+        store: the admin's add and change forms (Django reads the object first). Inside a
+        transaction that has already read (``ATOMIC_REQUESTS`` without ``transaction_mode
+        = "IMMEDIATE"``, ``envroute.W022``) taking the lock can be refused at once: a
+        :class:`envroute.StoreUnavailable`, raised before anything changed."""
+        with transaction.atomic(using=self.alias):
+            with self._errors():
+                self._lock_for_writing()
+            yield
 
     @contextmanager
     def _batch(self) -> Iterator[None]:

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.core.checks import Error, run_checks
+from django.core.checks import Warning as CheckWarning
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 from django.test import override_settings
@@ -76,6 +77,36 @@ def test_each_check_id(overrides: dict[str, Any], check_id: str, message: str) -
     assert isinstance(errors[0], Error)
     assert message in errors[0].msg
     assert errors[0].hint
+
+
+SQLITE = {"ENGINE": "django.db.backends.sqlite3", "NAME": "keys.sqlite3"}
+ATOMIC = {**SQLITE, "ATOMIC_REQUESTS": True}
+
+
+@pytest.mark.parametrize(("database", "store", "warned"), [
+    pytest.param(ATOMIC, "django://keys", True, id="W022-atomic-deferred"),
+    pytest.param({**ATOMIC, "OPTIONS": {"transaction_mode": "DEFERRED"}}, "django://keys",
+                 True, id="W022-deferred-said"),
+    pytest.param({**ATOMIC, "OPTIONS": {"transaction_mode": "IMMEDIATE"}}, "django://keys",
+                 False, id="immediate"),
+    pytest.param({**ATOMIC, "OPTIONS": {"transaction_mode": "EXCLUSIVE"}}, "django://keys",
+                 False, id="exclusive"),
+    pytest.param(SQLITE, "django://keys", False, id="autocommit"),
+    pytest.param(ATOMIC, "sqlite:///keys.db", False, id="keys-in-envroutes-own-file"),
+    pytest.param({"ENGINE": "django.db.backends.postgresql", "NAME": "keys",
+                  "ATOMIC_REQUESTS": True}, "django://keys", False, id="postgresql"),
+])
+def test_sqlite_with_atomic_requests_needs_immediate_transactions(
+        monkeypatch: pytest.MonkeyPatch, database: dict[str, Any], store: str,
+        warned: bool) -> None:
+    monkeypatch.setitem(settings.DATABASES, "keys", database)
+    with override_settings(ENVROUTE={**valid(), "store": {"url": store}}):
+        found = check_settings()
+    assert [m.id for m in found] == (["envroute.W022"] if warned else [])
+    if warned:
+        assert isinstance(found[0], CheckWarning)
+        assert "DATABASES['keys']" in found[0].msg and "ATOMIC_REQUESTS" in found[0].msg
+        assert found[0].hint and '"transaction_mode"] = "IMMEDIATE"' in found[0].hint
 
 
 def test_valid_settings_pass() -> None:
