@@ -245,6 +245,11 @@ def explain(args: argparse.Namespace) -> int:
                               "code": problem.code, "detail": problem.detail}, indent=2))
         else:
             print(f"refused   {problem.status} {problem.code}: {problem.detail}")
+        # Exit 1 is a failure, and a failure is one line on stderr (§10), as `check`
+        # does: the explanation on stdout, the verdict there. Never the key: the detail
+        # shows it as prefix…last4 at most, and is left to stdout.
+        print(f"envroute: error: the request would be refused: {problem.status} "
+              f"{problem.code}", file=sys.stderr)
         return 1
     identity, decision = admission.identity, admission.decision
     route = decision.route

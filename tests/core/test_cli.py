@@ -90,11 +90,12 @@ def test_explain_names_route_and_backend_and_sends_nothing(project: Path) -> Non
     live_key = create(project, "-e", "production", "--meta", "tier=free")["key"]
     sandbox = run(project, "explain", test_key, "GET", "/v1/charges").stdout
     assert "routes[0]" in sandbox and "sandbox (in-process app)" in sandbox
-    refused = run(project, "explain", live_key, "GET", "/v1/charges", check=1).stdout
-    assert "403 no_route" in refused
-    bad = json.loads(run(project, "explain", "sk_test_nope", "GET", "/", "--json",
-                         check=1).stdout)
-    assert bad["code"] == "invalid_key"
+    refused = run(project, "explain", live_key, "GET", "/v1/charges", check=1)
+    assert "403 no_route" in refused.stdout
+    assert refused.stderr == "envroute: error: the request would be refused: 403 no_route\n"
+    bad = run(project, "explain", "sk_test_nope", "GET", "/", "--json", check=1)
+    assert json.loads(bad.stdout)["code"] == "invalid_key"
+    assert bad.stderr == "envroute: error: the request would be refused: 401 invalid_key\n"
 
 
 def test_check_reports_the_store_and_each_backend(project: Path) -> None:
