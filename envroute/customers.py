@@ -28,7 +28,7 @@ from .guards import (
     safe_id,
     since_days,
 )
-from .stores.base import Change, CustomerRecord, KeyRecord, UsageDay, utcnow
+from .stores.base import Change, CustomerRecord, KeyRecord, UsageDay, utcnow_seconds
 
 CUSTOMER_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
@@ -80,7 +80,7 @@ class CustomerManager(Managed):
         refuse_secret(name, "as a customer's name")
         record = CustomerRecord(id=customer_id, name=name,
                                 metadata=check_metadata(metadata or {}, "customer"),
-                                created_at=utcnow().replace(microsecond=0))
+                                created_at=utcnow_seconds())
         self.recorder.prepare()
         stored = self.store.create_customer(record)
         self._changed("customer.created", stored, diff({}, _audited(stored)))
@@ -121,7 +121,8 @@ class CustomerManager(Managed):
         if (before.disabled_at is not None) == disabled:
             return before
         self.recorder.prepare()
-        after = self.store.set_customer_disabled(before.id, utcnow() if disabled else None)
+        after = self.store.set_customer_disabled(before.id,
+                                                 utcnow_seconds() if disabled else None)
         self._changed("customer.disabled" if disabled else "customer.enabled", after,
                       diff(_audited(before), _audited(after)))
         return after

@@ -34,7 +34,7 @@ from .guards import (
     safe_id,
     since_days,
 )
-from .stores.base import Change, KeyRecord, UsageDay, iso, utcnow
+from .stores.base import Change, KeyRecord, UsageDay, iso, utcnow, utcnow_seconds
 
 STATUSES = ("active", "disabled", "expired", "revoked")
 _KEY_ID = re.compile(r"^key_[0-9A-Za-z]{1,64}$")
@@ -165,7 +165,7 @@ class KeyManager(Managed):
         self.recorder.prepare()
         prefix = env.restricted_prefix if scope_list else env.prefix
         secret = keys.generate_secret(prefix)
-        now = utcnow().replace(microsecond=0)
+        now = utcnow_seconds()
         record = KeyRecord(
             id=keys.generate_key_id(), environment=environment, prefix=prefix,
             last4=secret[-4:], created_at=now, metadata=own, name=name, scopes=scope_list,
@@ -198,8 +198,7 @@ class KeyManager(Managed):
         if expires_in is not None:
             if expires_in <= 0:
                 raise KeyUsageError("--expires-in must be longer than 0s (or --no-expiry)")
-            changes["expires_at"] = utcnow().replace(microsecond=0) + timedelta(
-                seconds=expires_in)
+            changes["expires_at"] = utcnow_seconds() + timedelta(seconds=expires_in)
         elif no_expiry:
             changes["expires_at"] = None
         current = {"metadata": dict(before.metadata), "name": before.name,
@@ -223,7 +222,7 @@ class KeyManager(Managed):
         if before.disabled_at is not None:
             return before
         self.recorder.prepare()
-        after = self.store.set_key_disabled(before.id, utcnow())
+        after = self.store.set_key_disabled(before.id, utcnow_seconds())
         self._record_change("key.disabled", before, after)
         return after
 
@@ -243,7 +242,7 @@ class KeyManager(Managed):
         if before.revoked_at is not None:
             return before
         self.recorder.prepare()
-        after = self.store.revoke(before.id, utcnow())
+        after = self.store.revoke(before.id, utcnow_seconds())
         self._record_change("key.revoked", before, after)
         return after
 
@@ -273,7 +272,7 @@ class KeyManager(Managed):
         self._not_revoked(record, "rolled")
         self.recorder.prepare()
         secret = keys.generate_secret(record.prefix)
-        now = utcnow()
+        now = utcnow_seconds()
         retire_at = now + timedelta(seconds=expires_in)
         rolled = self.store.roll(record.id, keys.hash_key(self.settings.secret_key, secret),
                                  secret[-4:], now=now, retire_at=retire_at,

@@ -23,7 +23,7 @@ from .config import parse_settings
 from .errors import AlreadyExists, BackendNotFound, ConfigError
 from .guards import KeyUsageError, looks_like_secret, safe_id
 from .settings import APP_BACKEND
-from .stores.base import BackendRecord, Change, utcnow
+from .stores.base import BackendRecord, Change, utcnow_seconds
 
 BACKEND_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _FIELDS = ("url", "timeout", "connect_timeout", "strip_prefix", "pool_size")
@@ -91,7 +91,7 @@ class BackendManager(Managed):
         values: dict[str, Any] = {"timeout": timeout, "connect_timeout": connect_timeout,
                                   "strip_prefix": strip_prefix, "pool_size": pool_size}
         given = frozenset({"url"} | {k for k, v in values.items() if v is not None})
-        now = utcnow().replace(microsecond=0)
+        now = utcnow_seconds()
         record = self.validate(BackendRecord(
             name=name, url=url, created_at=now, updated_at=now,
             **{k: v for k, v in values.items() if v is not None}), given=given)
@@ -115,7 +115,7 @@ class BackendManager(Managed):
         changed = {k: v for k, v in values.items() if v is not None}
         if not changed:
             return before
-        record = self.validate(replace(before, updated_at=utcnow().replace(microsecond=0),
+        record = self.validate(replace(before, updated_at=utcnow_seconds(),
                                        **changed))
         self.recorder.prepare()
         after = self.store.update_backend(record)

@@ -53,6 +53,9 @@ from .records import (
 from .records import (
     utcnow as utcnow,
 )
+from .records import (
+    utcnow_seconds as utcnow_seconds,
+)
 
 
 class KeyStore(ABC):

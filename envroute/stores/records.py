@@ -18,6 +18,15 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def utcnow_seconds() -> datetime:
+    """Now in UTC, to the whole second: every moment a manager writes into a record
+    (created, updated, expires, revoked, disabled, a roll and its old secret's expiry), so
+    a record's times read alike in every store and in every ``--json``. Only
+    ``last_used_at`` (the request path's own clock) and the audit's ``at`` keep
+    microseconds."""
+    return datetime.now(UTC).replace(microsecond=0)
+
+
 def iso(moment: datetime | None) -> str | None:
     """A UTC moment as the contract's JSON shows it: ISO 8601 with ``Z``."""
     return moment.isoformat().replace("+00:00", "Z") if moment else None
