@@ -130,14 +130,17 @@ def request_head(method: str, target: str, host: str, headers: Mapping[str, str]
     """The request line and headers, encoded (``Transfer-Encoding: chunked`` added for a
     ``chunked`` body); ``ValueError`` for a CR, LF or NUL inside a name or value (never a
     second request smuggled in a header)."""
-    text = "".join([f"{method} {target} HTTP/1.1\r\nHost: {host}\r\n",
-                    *[f"{name}: {value}\r\n" for name, value in headers.items()],
-                    "Transfer-Encoding: chunked\r\n\r\n" if chunked else "\r\n"])
-    lines = len(headers) + 3 + chunked
-    if (text.count("\n") != lines or text.count("\r") != lines or "\0" in text
+    lines = _CRLF.join(map(_COLON_SPACE.join, headers.items()))  # "name: value", joined
+    text = (f"{method} {target} HTTP/1.1\r\nHost: {host}\r\n{lines}"
+            f"{_CRLF if headers else ''}{_CHUNKED if chunked else ''}\r\n")
+    count = len(headers) + 3 + chunked
+    if (text.count("\n") != count or text.count("\r") != count or "\0" in text
             or " " in method or " " in target):
         raise ValueError("a request header or the request line holds a forbidden character")
     return text.encode("latin-1")
+
+
+_CRLF, _COLON_SPACE, _CHUNKED = "\r\n", ": ", "Transfer-Encoding: chunked\r\n"
 
 
 def send(link: Link, head: bytes, body: Iterable[bytes] | None, *, chunked: bool) -> bool:
@@ -290,9 +293,93 @@ class Response:
             link.close()
 
 
-def _read_head(link: Link) -> tuple[int, str, list[tuple[str, str]],
-                                    dict[str, list[str]], bool]:
-    """status, reason, headers, framing fields, whether the connection may be kept."""
+_Head = tuple[int, str, list[tuple[str, str]], dict[str, list[str]], bool]
+
+
+def _read_head(link: Link) -> _Head:
+    """status, reason, headers, framing fields, whether the connection may be kept.
+
+    The usual head (``HTTP/1.1``, a final status, ``name:value`` lines ending in CRLF,
+    all in the first ``recv``) is read by :func:`_usual_head`; any other line by line by
+    :func:`_read_any_head`, the one that refuses what cannot be read."""
+    buffer = link.buffer
+    if not buffer:
+        buffer = link.sock.recv(_RECV_SIZE)
+        if not buffer:
+            raise http.client.RemoteDisconnected("connection closed without a response")
+        link.buffer = buffer
+    end = buffer.find(b"\r\n\r\n")
+    if 0 <= end <= MAX_HEAD - 4:
+        usual = _usual_head(buffer[:end].decode("latin-1"))
+        if usual is not None:
+            link.buffer = buffer[end + 4:]
+            return usual
+    return _read_any_head(link)
+
+
+def _usual_head(text: str) -> _Head | None:
+    """:func:`_read_any_head`'s answer for ``text`` (a head up to its first CRLF CRLF)
+    when it has the usual form, else None (then read it line by line).
+
+    The usual form: no CR or LF but the CRLF line ends (so the first empty line, the one
+    :meth:`Link.head` cuts at, is the end), ``HTTP/1.1`` and a status of 200 or more,
+    every header line a name (a token) and ``:``. Status lines and header names seen
+    before are looked up rather than checked again (:data:`_STATUS_LINES`,
+    :data:`_NAMES`)."""
+    lines = text.split("\r\n")
+    crlfs = len(lines) - 1
+    if crlfs > MAX_HEADERS or text.count("\n") != crlfs or text.count("\r") != crlfs:
+        return None
+    status = _STATUS_LINES.get(lines[0]) or _usual_status(lines[0])
+    if status is None:
+        return None
+    del lines[0]
+    names = _NAMES
+    headers: list[tuple[str, str]] = []
+    fields: dict[str, list[str]] = {}
+    for line in lines:
+        name, colon, value = line.partition(":")
+        try:
+            framing = names[name]
+        except KeyError:
+            if _TOKEN.fullmatch(name) is None:
+                return None
+            framing = _name(name)
+        if not colon:
+            return None
+        value = value.strip(" \t")
+        headers.append((name, value))
+        if framing:
+            if framing in fields:
+                fields[framing].append(value)
+            else:
+                fields[framing] = [value]
+    return status[0], status[1], headers, fields, _keep(fields, True)
+
+
+def _usual_status(line: str) -> tuple[int, str] | None:
+    """``HTTP/1.1 NNN reason`` with NNN from 200: (NNN, reason), remembered."""
+    code = line[9:12]
+    if (line[:9] != "HTTP/1.1 " or len(code) != 3 or not code.isdigit()
+            or not code.isascii() or code[0] < "2" or line[12:13] not in ("", " ")):
+        return None
+    status = int(code), line[13:].strip()
+    if len(_STATUS_LINES) < _REMEMBERED_MAX:
+        _STATUS_LINES[line] = status
+    return status
+
+
+def _name(name: str) -> str:
+    """A valid header name's framing field (its lower case) or ``""``, remembered."""
+    lower = name.lower()
+    framing = lower if lower in _FRAMING else ""
+    if len(_NAMES) < _REMEMBERED_MAX:
+        _NAMES[name] = framing
+    return framing
+
+
+def _read_any_head(link: Link) -> _Head:
+    """:func:`_read_head` for any head: line by line, 1xx responses skipped."""
     while True:
         lines = link.head().split("\n")
         version, _, rest = lines[0].partition(" ")
@@ -307,12 +394,19 @@ def _read_head(link: Link) -> tuple[int, str, list[tuple[str, str]],
         if status == 101:
             raise ProtocolError("the upstream switched protocols")
         # an interim 1xx response (100 Continue, 103 Early Hints): the real one follows
-    if "connection" in fields:
-        tokens = {t.strip().lower() for v in fields["connection"] for t in v.split(",")}
-        keep = "close" not in tokens and (version == "HTTP/1.1" or "keep-alive" in tokens)
+    return status, reason.strip(), headers, fields, _keep(fields, version == "HTTP/1.1")
+
+
+def _keep(fields: dict[str, list[str]], http11: bool) -> bool:
+    """Whether the connection may be reused after this response (RFC 9112 §9.3)."""
+    values = fields.get("connection")
+    if values is None:
+        return http11
+    if len(values) == 1 and "," not in values[0]:  # the usual one token
+        tokens = {values[0].strip().lower()}
     else:
-        keep = version == "HTTP/1.1"
-    return status, reason.strip(), headers, fields, keep
+        tokens = {t.strip().lower() for v in values for t in v.split(",")}
+    return "close" not in tokens and (http11 or "keep-alive" in tokens)
 
 
 def _headers(lines: list[str]) -> tuple[list[tuple[str, str]], dict[str, list[str]]]:
@@ -347,3 +441,9 @@ def _headers(lines: list[str]) -> tuple[list[tuple[str, str]], dict[str, list[st
 _FRAMING = frozenset({"connection", "content-length", "transfer-encoding"})
 #: A header name (RFC 9110 §5.6.2 ``token``): no spaces, no separators.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: Status lines (``HTTP/1.1 200 OK``) read before -> (status, reason); header names
+#: checked before -> their framing field or ``""``. An upstream uses a handful of each;
+#: both stop growing at :data:`_REMEMBERED_MAX` entries (then each new one is checked).
+_STATUS_LINES: dict[str, tuple[int, str]] = {}
+_NAMES: dict[str, str] = {}
+_REMEMBERED_MAX = 1024

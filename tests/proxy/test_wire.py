@@ -20,7 +20,7 @@ import pytest
 from werkzeug.test import EnvironBuilder
 
 from envroute.errors import BackendUnavailable
-from envroute.proxy import ProxyBackend
+from envroute.proxy import ProxyBackend, wire
 from envroute.settings import BackendSettings
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
@@ -220,3 +220,69 @@ def test_no_header_can_smuggle_a_second_request(scripted: Any) -> None:
         proxy(env, lambda status, headers: None)
     assert call(proxy)[2] == b"ok"
     assert len(upstream.received) == 1 and b"/admin" not in upstream.received[0][1]
+
+
+class _Canned:
+    """A socket whose every ``recv`` returns the next canned piece (then b"")."""
+
+    def __init__(self, *pieces: bytes) -> None:
+        self.pieces = list(pieces)
+
+    def recv(self, size: int) -> bytes:
+        return self.pieces.pop(0) if self.pieces else b""
+
+
+def _read(reader: Any, data: bytes) -> tuple[Any, bytes]:
+    link = wire.Link(None, _Canned(data))
+    try:
+        return reader(link), link.buffer
+    except Exception as exc:  # the same refusal either way
+        return type(exc), b""
+
+
+_H = b"HTTP/1.1 200 OK\r\n"
+
+
+@pytest.mark.parametrize(("head", "usual"), [
+    pytest.param(_H + b"Server: gunicorn\r\nDate: Sat, 28 Nov 2026 23:42:57 GMT\r\n"
+                 b"Connection: keep-alive\r\nContent-Type: text/plain\r\n"
+                 b"Content-Length: 5\r\n\r\n", True, id="gunicorn"),
+    pytest.param(_H + b"X-A:b\r\nX-B:   c d \t\r\nX-C:\r\nX-D: \r\n\r\n", True, id="spaces"),
+    pytest.param(_H + b"X-A: \x0bv\x0b\r\nX-E: caf\xe9\r\n\r\n", True, id="other-bytes"),
+    pytest.param(_H + b"Location: http://h:80/a\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\n",
+                 True, id="colons-and-repeats"),
+    pytest.param(_H + b"connection: Keep-Alive, close\r\nCONTENT-LENGTH: 5\r\n"
+                 b"content-length: 5\r\n\r\n", True, id="framing-any-case"),
+    pytest.param(_H + b"Transfer-Encoding: gzip, chunked\r\nContent-Length: 5\r\n\r\n", True,
+                 id="te-and-cl"),
+    pytest.param(b"HTTP/1.1 204\r\n\r\n", True, id="no-reason"),
+    pytest.param(b"HTTP/1.1 404  Not  Found \r\n\r\n", True, id="reason-spaces"),
+    pytest.param(b"HTTP/1.1 999 X\r\n\r\n", True, id="status-999"),
+    pytest.param(_H + b"X-A: a\r\n" * 100 + b"\r\n", True, id="100-headers"),
+    pytest.param(_H + b"X-A: a\r\n" * 101 + b"\r\n", False, id="101-headers"),
+    pytest.param(b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\n", False, id="http-1.0"),
+    pytest.param(b"HTTP/1.1 100 Continue\r\n\r\n" + _H + b"X-A: a\r\n\r\n", False, id="1xx"),
+    pytest.param(b"HTTP/1.1 101 Switching\r\nUpgrade: x\r\n\r\n", False, id="101"),
+    pytest.param(_H + b"X-A: one\r\n\t two\r\n\r\n", False, id="folded"),
+    pytest.param(_H + b"X-A: a\nX-B: b\r\n\r\n", False, id="bare-lf"),
+    pytest.param(b"HTTP/1.1 200 OK\nX-A: a\n\nX-B: b\r\n\r\n", False, id="lf-head-end-first"),
+    pytest.param(_H + b"X-A: a\rb\r\n\r\n", False, id="bare-cr"),
+    pytest.param(_H + b"X A: a\r\n\r\n", False, id="space-in-name"),
+    pytest.param(_H + b"X-A : a\r\n\r\n", False, id="space-before-colon"),
+    pytest.param(_H + b"X-A\r\n\r\n", False, id="no-colon"),
+    pytest.param(_H + b": a\r\n\r\n", False, id="no-name"),
+    pytest.param(b"HTTP/1.1 2000 OK\r\n\r\n", False, id="four-digits"),
+    pytest.param(b"HTTP/1.1 20 OK\r\n\r\n", False, id="two-digits"),
+    pytest.param(b"HTTP/1.1 200\tOK\r\n\r\n", False, id="tab-after-status"),
+    pytest.param(b"HTTP/1.1 \xb200 OK\r\n\r\n", False, id="not-ascii-digit"),
+    pytest.param(b"HTTP/1.11 200 OK\r\n\r\n", False, id="version-1.11"),
+    pytest.param(b"ICY 200 OK\r\n\r\n", False, id="not-http"),
+])
+def test_the_usual_head_reads_as_every_head_does(head: bytes, usual: bool) -> None:
+    # _read_head takes a shortcut for the usual head; what it answers (or refuses) must be
+    # what the line-by-line reader answers, and the body must start at the same byte.
+    data = head + b"body"
+    for _ in range(2):  # the second time from the remembered names and status lines
+        assert _read(wire._read_head, data) == _read(wire._read_any_head, data)
+    end = data.find(b"\r\n\r\n")
+    assert (wire._usual_head(data[:end].decode("latin-1")) is not None) is usual
