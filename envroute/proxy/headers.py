@@ -72,6 +72,9 @@ def _forwardable(key: str) -> tuple[str, str] | None:
 
 def _connection_tokens(values: list[str]) -> frozenset[str]:
     """The header names a ``Connection`` header lists (they are hop-by-hop too)."""
+    if len(values) == 1 and "," not in values[0] and '"' not in values[0]:
+        token = values[0].strip().lower()  # the usual one token, as parsed below
+        return frozenset((token,)) if token else frozenset()
     return frozenset(token.strip().lower() for value in values
                      for token in parse_list_header(value) if token.strip())
 
@@ -158,22 +161,50 @@ def response_headers(raw: Response, upstream: Upstream, environ: WSGIEnvironment
     encodings = fields.get("transfer-encoding", [])
     length = _framing(lengths, encodings, backend) if lengths or encodings else None
     headers: HeaderList = []
-    for name, value in raw.headers:
-        lower = name.lower()
-        if lower in _NOT_RETURNED or lower in HOP_BY_HOP or lower in dropped:
+    returned = _RETURNED
+    for pair in raw.headers:
+        try:
+            lower, kind = returned[pair[0]]
+        except KeyError:
+            lower, kind = _returned(pair[0])
+        if lower in dropped:
             continue
-        if lower == "content-length":
+        if kind is _PASS:
+            headers.append(pair)
+        elif kind is _LENGTH:
             if length is not None:
-                headers.append((name, length))
+                headers.append((pair[0], length))
                 length = None  # one Content-Length line, however many the upstream sent
-            continue
-        if lower in _URL_HEADERS:
-            rewritten = upstream.rewrite_header(lower, value, environ)
-            if rewritten is None:
-                continue
-            value = rewritten
-        headers.append((name, value))
+        elif kind is _URL:
+            rewritten = upstream.rewrite_header(lower, pair[1], environ)
+            if rewritten is not None:
+                headers.append((pair[0], rewritten))
     return headers
+
+
+#: What happens to a response header, by its name: passed back, dropped, passed back as
+#: the one framing length, or its URLs rewritten.
+_PASS, _DROP, _LENGTH, _URL = "pass", "drop", "length", "url"
+#: Response header name as received -> (lower-case name, what happens to it). Filled as
+#: names are seen; stops growing at :data:`_RETURNED_MAX` entries.
+_RETURNED: dict[str, tuple[str, str]] = {}
+_RETURNED_MAX = 1024
+
+
+def _returned(name: str) -> tuple[str, str]:
+    """What :data:`_RETURNED` holds for ``name``, worked out."""
+    lower = name.lower()
+    if lower in _NOT_RETURNED or lower in HOP_BY_HOP:
+        kind = _DROP
+    elif lower == "content-length":
+        kind = _LENGTH
+    elif lower in _URL_HEADERS:
+        kind = _URL
+    else:
+        kind = _PASS
+    if len(_RETURNED) < _RETURNED_MAX:
+        _RETURNED[name] = (lower, kind)
+    return lower, kind
 
 
 def _framing(lengths: list[str], encodings: list[str], backend: str) -> str | None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+from werkzeug.http import parse_list_header
 from werkzeug.test import Client
 
 from envroute import verify_signature
+from envroute.proxy.headers import _connection_tokens
 from tests.proxy.conftest import SIGNING_SECRET, Upstream, auth, echoed, header_map
 from tests.proxy.upstream import GZIP_BODY, PATTERN
 
@@ -178,3 +180,11 @@ def test_large_responses_stream_intact(client: Client, keys: dict[str, str],
     assert pieces > 1  # passed on piece by piece, not as one buffer
     expected = hashlib.sha256(PATTERN * 80).hexdigest()
     assert digest.hexdigest() == expected
+
+
+@pytest.mark.parametrize("value", ["X-Private-Hop", " Keep-Alive \t", "", " ", "\x0b", "a,b",
+                                   '"x-q"', 'a, "b,c"', "close, X-A", "X-A,"])
+def test_connection_tokens_one_way_or_the_other(value: str) -> None:
+    # one plain token is read without werkzeug's parser: the same names either way
+    expected = {token.strip().lower() for token in parse_list_header(value) if token.strip()}
+    assert _connection_tokens([value]) == expected
