@@ -55,18 +55,18 @@ class ProxyBackend:
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
-        body = RequestBody.from_environ(environ)
+        body = RequestBody.from_environ(environ)  # None: no body
         headers = request_headers(environ, signing_secret=self._signing_secret,
-                                  content_length=body.length if body else None)
+                                  content_length=body.length if body is not None else None)
         sent = time.perf_counter()
         try:
             # An iterable body streams (chunked unless Content-Length is set).
-            raw = self.pool.urlopen(method, self.upstream.target_for(environ), headers,
-                                    body if body else None)
+            raw = self.pool.urlopen(method, self.upstream.target_for(environ), headers, body)
         except ClientBodyError as exc:
             raise BadRequestBody(str(exc)) from None
         except Exception as exc:  # every socket, TLS or HTTP error becomes ours
-            raise self._failure(exc, retryable=not body.started) from None
+            retryable = body is None or not body.started
+            raise self._failure(exc, retryable=retryable) from None
         finally:  # until the response headers arrived, or the attempt failed
             metrics.observe_upstream(self.name, time.perf_counter() - sent)
         try:

@@ -57,8 +57,9 @@ class RequestBody:
         self.started = False
 
     @classmethod
-    def from_environ(cls, environ: WSGIEnvironment) -> RequestBody:
-        stream = environ.get("wsgi.input")
+    def from_environ(cls, environ: WSGIEnvironment) -> RequestBody | None:
+        """The caller's body; None when there is none (no or a zero ``Content-Length``,
+        not chunked, or no ``wsgi.input``)."""
         content_length = environ.get("CONTENT_LENGTH")
         if content_length:
             try:
@@ -66,11 +67,13 @@ class RequestBody:
             except ValueError:
                 length = -1
             if length >= 0:
-                return cls(stream, length)
+                stream = environ.get("wsgi.input")
+                return cls(stream, length) if length and stream is not None else None
         if (environ.get("wsgi.input_terminated")
                 and "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()):
-            return cls(stream, None)
-        return cls(None, 0)
+            stream = environ.get("wsgi.input")
+            return cls(stream, None) if stream is not None else None
+        return None
 
     def __bool__(self) -> bool:
         return self.stream is not None and self.length != 0
