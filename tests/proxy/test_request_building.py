@@ -7,6 +7,8 @@ intercepts).
 
 from __future__ import annotations
 
+import os
+import warnings
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -15,6 +17,7 @@ from werkzeug.test import EnvironBuilder
 
 from envroute import ConfigError, Identity, verify_signature
 from envroute.proxy import DEFAULT_POOL_SIZE, ProxyBackend, upstream_path, upstream_query
+from envroute.proxy import pool as pool_module
 from envroute.settings import BackendSettings
 from tests.proxy.conftest import Upstream, echoed, header_map
 
@@ -219,10 +222,25 @@ def test_one_pool_per_process_sized_from_pool_size(pool_size: int, expected: int
     assert proxy.pool.adapter() is first  # reused across requests
     assert proxy.pool_size == expected
     assert first.poolmanager.connection_pool_kw["maxsize"] == expected
-    monkeypatch.setattr("envroute.proxy.pool.os.getpid", lambda: -1)  # as in a forked worker
+    monkeypatch.setattr("envroute.proxy.pool._forks", pool_module._forks + 1)  # as in a fork
     forked = proxy.pool.adapter()
     assert forked is not first
     assert proxy.pool.adapter() is forked
+    proxy.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_process_builds_its_own_pool() -> None:
+    proxy = backend(pool_size=2)
+    parent = proxy.pool.connections()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (3.12+)
+        pid = os.fork()
+    if pid == 0:  # the child: a new pool, the parent's never touched
+        os._exit(0 if proxy.pool.connections() is not parent else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert proxy.pool.connections() is parent
     proxy.close()
 
 
