@@ -1,6 +1,7 @@
 """Benchmark envroute's proxy against the backend itself, a naive proxy and nginx.
 
-    .venv/bin/python benchmarks/bench_proxy.py [--duration 5] [--connections 8] [--mib 200]
+    .venv/bin/python benchmarks/bench_proxy.py [--duration 5] [--rounds 3] [--mib 200]
+    .venv/bin/python benchmarks/bench_proxy.py --callgrind 300 [--only envroute,raw]
 
 In one run, on loopback only, with the same load generator (wrk when installed, else a
 Python keep-alive client) for every path:
@@ -24,6 +25,13 @@ off``: no other path writes one (``--access-log`` turns them on).
 Reported: requests/s and the ratios to ``naive`` and ``direct``; the proxy's CPU time per
 request (user+system of its processes, from /proc); streaming MB/s of a ``--mib`` MiB
 download and upload (best of ``--repeat``); and how far the proxy worker's peak RSS rose.
+Every server runs for the whole benchmark and the paths are measured in turn,
+``--rounds`` times (medians, with the range of the CPU figures): on a shared machine the
+load moves between rounds, and taking the paths in turn lets it move every path alike.
+
+``--callgrind N`` counts instructions per request instead (each proxy under ``valgrind
+--tool=callgrind``, its worker followed; N requests on one kept-alive connection, less
+the start-up): a figure no load can move, though it leaves out the kernel's share.
 Targets (reported, not asserted): envroute >= 1.5x naive's req/s, >= 0.8x nginx's
 streaming MB/s, memory flat (< 10 MiB growth), proxy CPU per request at most 350 µs and
 below werkzeug's (issue 14). ``--only envroute,werkzeug`` measures some paths (direct is
@@ -40,6 +48,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -111,12 +120,18 @@ def raw_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iter
     no header, path or body is passed on and nothing is checked (never use it)."""
     sock = getattr(_raw_local, "sock", None)
     if sock is None:
-        port = int(os.environ["BENCH_BACKEND"].rpartition(":")[2])
-        sock = _raw_local.sock = socket.create_connection(("127.0.0.1", port))
+        sock = _raw_local.sock = _raw_connect()
     sock.sendall(b"GET /hello HTTP/1.1\r\nHost: backend\r\n\r\n")
     data = b""
     while True:
-        data += sock.recv(65536)
+        piece = sock.recv(65536)
+        if not piece:  # the backend closed the idle connection: once more on a new one
+            sock.close()
+            sock = _raw_local.sock = _raw_connect()
+            sock.sendall(b"GET /hello HTTP/1.1\r\nHost: backend\r\n\r\n")
+            data = b""
+            continue
+        data += piece
         head, found, body = data.partition(b"\r\n\r\n")
         if found:
             length = int(head.lower().partition(b"content-length:")[2].split(b"\r\n")[0])
@@ -125,6 +140,11 @@ def raw_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iter
     start_response("200 OK", [("Content-Type", "text/plain"),
                               ("Content-Length", str(len(body)))])
     return [body]
+
+
+def _raw_connect() -> socket.socket:
+    port = int(os.environ["BENCH_BACKEND"].rpartition(":")[2])
+    return socket.create_connection(("127.0.0.1", port))
 
 
 _werkzeug_proxy: Callable[..., Iterable[bytes]] | None = None
@@ -171,13 +191,14 @@ def children(pid: int) -> list[int]:
 
 @contextlib.contextmanager
 def serve(name: str, command: list[str], port: int, log: Path,
-          env: dict[str, str] | None = None) -> Iterator[Server]:
+          env: dict[str, str] | None = None, *, patience: float = 20) -> Iterator[Server]:
+    """The server, listening (``patience`` seconds to start, and as many to stop)."""
     with log.open("ab") as out:
         process = subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=out,
                                    stderr=subprocess.STDOUT, start_new_session=True)
     server = Server(name, port, process, lambda: children(process.pid))
     try:
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + patience
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"{name} exited:\n{log.read_text()[-2000:]}")
@@ -192,7 +213,7 @@ def serve(name: str, command: list[str], port: int, log: Path,
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
         try:
-            process.wait(10)
+            process.wait(patience)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
@@ -270,7 +291,7 @@ def python_load(url: str, headers: dict[str, str], duration: float, connections:
     count, lock, stop = [0], threading.Lock(), time.monotonic() + duration
 
     def worker() -> None:
-        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+        connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
         done = 0
         while time.monotonic() < stop:
             connection.request("GET", parts.path, headers=headers)
@@ -294,7 +315,7 @@ def python_load(url: str, headers: dict[str, str], duration: float, connections:
 def transfer(url: str, headers: dict[str, str], mib: int, *, upload: bool) -> float:
     """Seconds to download or upload (Content-Length) ``mib`` MiB through ``url``."""
     parts = urlsplit(url)
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+    connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=60)
     started = time.perf_counter()
     if upload:
         connection.putrequest("POST", "/upload")
@@ -333,32 +354,52 @@ def peak_growth(pids: list[int], action: Callable[[], float]) -> tuple[float, in
 @dataclass
 class Result:
     name: str
-    rps: float = 0.0
-    cpu_us: float = 0.0
+    rounds: list[tuple[float, float]] = field(default_factory=list)  # (req/s, µs) each
     down_mbs: float = 0.0
     up_mbs: float = 0.0
     down_rss: int = 0
     up_rss: int = 0
 
+    @property
+    def rps(self) -> float:
+        return statistics.median(rps for rps, _ in self.rounds)
 
-def measure(server: Server, path_headers: dict[str, str], args: argparse.Namespace,
-            load: Callable[..., int], proxy_pids: Callable[[], list[int]], *,
-            streaming: bool = True) -> Result:
-    url = f"http://127.0.0.1:{server.port}/hello"
-    result = Result(server.name)
-    load(url, path_headers, 1, args.connections)  # warm up: pools, caches, keys
-    cpu = cpu_seconds(proxy_pids())
-    requests_done = load(url, path_headers, args.duration, args.connections)
-    result.rps = requests_done / args.duration
-    result.cpu_us = (cpu_seconds(proxy_pids()) - cpu) / requests_done * 1e6
-    if args.no_streaming or not streaming:
-        return result
-    base = f"http://127.0.0.1:{server.port}"
-    transfer(base, path_headers, 4, upload=False)
-    transfer(base, path_headers, 4, upload=True)
+    @property
+    def cpu_us(self) -> float:
+        return statistics.median(cpu for _, cpu in self.rounds)
+
+    def cpu_range(self) -> str:
+        cpus = [cpu for _, cpu in self.rounds]
+        return f"{min(cpus):.0f}-{max(cpus):.0f}" if len(cpus) > 1 else ""
+
+
+@dataclass
+class Measured:
+    """One measured path: its server, the headers its requests carry, its processes."""
+
+    server: Server
+    headers: dict[str, str]
+    pids: Callable[[], list[int]]
+    streaming: bool = True
+
+
+def measure_hello(path: Measured, args: argparse.Namespace, load: Callable[..., int]
+                  ) -> tuple[float, float]:
+    """req/s of ``/hello`` and the proxy's CPU µs per request, over ``--duration``."""
+    url = f"http://127.0.0.1:{path.server.port}/hello"
+    cpu = cpu_seconds(path.pids())
+    requests_done = load(url, path.headers, args.duration, args.connections)
+    used = cpu_seconds(path.pids()) - cpu
+    return requests_done / args.duration, used / requests_done * 1e6
+
+
+def measure_streaming(path: Measured, result: Result, args: argparse.Namespace) -> None:
+    base = f"http://127.0.0.1:{path.server.port}"
+    transfer(base, path.headers, 4, upload=False)
+    transfer(base, path.headers, 4, upload=True)
     for upload in (False, True):  # best of --repeat: one 200 MiB transfer is noisy
-        runs = [peak_growth(proxy_pids(), lambda: transfer(base, path_headers, args.mib,
-                                                           upload=upload))  # noqa: B023
+        runs = [peak_growth(path.pids(), lambda: transfer(base, path.headers, args.mib,
+                                                          upload=upload))  # noqa: B023
                 for _ in range(args.repeat)]
         mbs = args.mib * MIB / min(seconds for seconds, _ in runs) / 1e6
         growth = max(rise for _, rise in runs)
@@ -366,7 +407,6 @@ def measure(server: Server, path_headers: dict[str, str], args: argparse.Namespa
             result.up_mbs, result.up_rss = mbs, growth
         else:
             result.down_mbs, result.down_rss = mbs, growth
-    return result
 
 
 def make_key(config: Path) -> str:
@@ -383,21 +423,24 @@ def make_key(config: Path) -> str:
         store.close()
 
 
-def report(results: list[Result], args: argparse.Namespace, generator: str) -> None:
+def report(results: list[Result], args: argparse.Namespace, generator: str,
+           loads: tuple[float, ...]) -> None:
     by = {r.name: r for r in results}
-    print(f"\nload: {generator}, {args.connections} connections, {args.duration:g} s per path; "
+    print(f"\nload: {generator}, {args.connections} connections, {args.duration:g} s per path "
+          f"and round, {args.rounds} rounds (paths in turn; medians, CPU range beside); "
           f"streaming: {args.mib} MiB, best of {args.repeat}; "
           f"gunicorn gthread, 1 worker, {args.threads} threads; envroute's access lines "
           f"{'on' if args.access_log else 'off (as nginx: access_log off)'}; "
-          f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
+          f"machine: {os.cpu_count()} cores, load average {loads[0]:.1f} at the start, "
+          f"{os.getloadavg()[0]:.1f} at the end")
     print(f"{'path':<10}{'req/s':>9}{'vs naive':>10}{'vs direct':>10}{'proxy CPU':>12}"
-          f"{'down MB/s':>11}{'up MB/s':>9}{'RSS+ down':>11}{'RSS+ up':>9}")
+          f"{'range':>10}{'down MB/s':>11}{'up MB/s':>9}{'RSS+ down':>11}{'RSS+ up':>9}")
     for r in results:
         naive = by.get("naive")
         vs_naive = f"{r.rps / naive.rps:.2f}x" if naive and naive.rps else "-"
         cpu = f"{r.cpu_us:.0f} µs" if r.name != "direct" else f"({r.cpu_us:.0f} µs)"
         print(f"{r.name:<10}{r.rps:>9.0f}{vs_naive:>10}{r.rps / by['direct'].rps:>9.2f}x"
-              f"{cpu:>12}{r.down_mbs:>11.0f}{r.up_mbs:>9.0f}"
+              f"{cpu:>12}{r.cpu_range():>10}{r.down_mbs:>11.0f}{r.up_mbs:>9.0f}"
               f"{r.down_rss / MIB:>9.1f}Mi{r.up_rss / MIB:>7.1f}Mi")
     print("(proxy CPU: user+system time of the proxy's processes per request; for direct, the "
           "backend's own)")
@@ -441,6 +484,11 @@ def main() -> None:
     parser.add_argument("--no-nginx", action="store_true")
     parser.add_argument("--no-streaming", action="store_true")
     parser.add_argument("--only", default="", help="comma-separated paths to measure")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="measurements of each path, taken in turn (medians reported)")
+    parser.add_argument("--callgrind", type=int, default=0, metavar="N",
+                        help="count instructions per request instead (N requests, each "
+                             "proxy under valgrind --tool=callgrind, its workers followed)")
     parser.add_argument("--access-log", action="store_true",
                         help="envroute writes its access lines (to the log file; off by "
                              "default, as nginx's access_log off: no peer writes one)")
@@ -449,8 +497,7 @@ def main() -> None:
                                                           "werkzeug", "nginx"}
     load = wrk if shutil.which("wrk") else python_load
     generator = "wrk" if load is wrk else "python keep-alive client (wrk not installed)"
-    nginx = None if args.no_nginx else shutil.which("nginx")
-    results: list[Result] = []
+    loads = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="bench-proxy-") as tmp, contextlib.ExitStack() as stack:
         work = Path(tmp)
         backend_port = free_port()
@@ -462,47 +509,143 @@ def main() -> None:
         config.write_text(f'secret = "{SECRET}"\n[store]\nurl = "sqlite:///{work}/keys.db"\n'
                           f'[backends.api]\nurl = "{backend_url}"\n'
                           f'pool_size = {args.threads}\n'
-                          f'[logging]\naccess = {"true" if args.access_log else "false"}\n')
+                          f'[logging]\naccess = {"true" if args.access_log else "false"}\n'
+                          # under valgrind 5 s is a few dozen requests: a verified key is
+                          # kept for the whole count, as in the timed runs (a miss per 5 s)
+                          + ('[auth]\ncache_ttl = "1h"\n' if args.callgrind else ""))
         key = make_key(config)
-        auth = {"Authorization": f"Bearer {key}"}
+        if args.callgrind:
+            count_instructions(args, wanted, work, config, key, backend_port)
+            return
+        paths = [Measured(backend, {}, workers(backend))]
+        for proxy in proxies(args, wanted, work, config, key, backend_port):
+            server = stack.enter_context(serve(proxy.name, proxy.command, proxy.port,
+                                               work / f"{proxy.name}.log", proxy.env))
+            paths.append(Measured(server, proxy.headers, workers(server),
+                                  streaming=proxy.name != "raw"))
+        results = [Result(path.server.name) for path in paths]
+        for path in paths:  # warm up: pools, caches, keys
+            load(f"http://127.0.0.1:{path.server.port}/hello", path.headers, 1,
+                 args.connections)
+        for round_ in range(args.rounds):  # the paths in turn, so that drift hits all alike
+            for path, result in zip(paths, results, strict=True):
+                print(f"round {round_ + 1}: measuring {path.server.name} ...", flush=True)
+                result.rounds.append(measure_hello(path, args, load))
+        if not args.no_streaming:
+            for path, result in zip(paths, results, strict=True):
+                if path.streaming:
+                    print(f"streaming through {path.server.name} ...", flush=True)
+                    measure_streaming(path, result, args)
+    report(results, args, generator, loads)
 
-        def workers(server: Server) -> Callable[[], list[int]]:
-            return lambda: children(server.process.pid)
 
-        print("measuring direct ...", flush=True)
-        results.append(measure(backend, {}, args, load, workers(backend)))
+def workers(server: Server) -> Callable[[], list[int]]:
+    """The processes whose CPU is counted: gunicorn's workers, nginx's master and workers."""
+    if server.name == "nginx":
+        return lambda: [server.process.pid, *children(server.process.pid)]
+    return lambda: children(server.process.pid)
 
-        if "envroute" in wanted:
+
+def fixed_load(url: str, headers: dict[str, str], count: int, connections: int) -> None:
+    """``count`` requests (200 each), spread over ``connections`` kept-alive connections."""
+    parts = urlsplit(url)
+    failures: list[str] = []
+
+    def worker(share: int) -> None:
+        connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=600)
+        for _ in range(share):
+            connection.request("GET", parts.path, headers=headers)
+            response = connection.getresponse()
+            response.read()
+            if response.status != 200:
+                failures.append(f"{url}: {response.status}")
+        connection.close()
+
+    threads = [threading.Thread(target=worker, args=(count // connections
+                                                     + (i < count % connections),))
+               for i in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise RuntimeError(failures[0])
+
+
+def count_instructions(args: argparse.Namespace, wanted: set[str], work: Path, config: Path,
+                       key: str, backend_port: int) -> None:
+    """Instructions per request in each proxy's processes, counted by callgrind: each proxy
+    runs twice under valgrind (children followed: gunicorn's worker, nginx's), serving
+    :data:`WARM` requests, then ``WARM + --callgrind`` requests; the difference over
+    ``--callgrind`` leaves out start-up. The busiest process is the one counted (the
+    worker). No load on a shared machine can move these counts; the kernel's share (the
+    sockets' system calls) is not in them."""
+    counts: dict[str, list[int]] = {}
+    for total in (WARM, WARM + args.callgrind):
+        for proxy in proxies(args, wanted, work, config, key, backend_port):
+            print(f"counting {proxy.name} ({total} requests) ...", flush=True)
+            out = work / f"callgrind-{proxy.name}-{total}"
+            out.mkdir()
+            command = proxy.command if proxy.name == "nginx" else [sys.executable,
+                                                                   *proxy.command]
+            with serve(proxy.name, ["valgrind", "--tool=callgrind", "--trace-children=yes",
+                                    f"--callgrind-out-file={out}/out.%p", *command],
+                       proxy.port, work / f"{proxy.name}-callgrind.log",
+                       {**proxy.env, "PYTHONHASHSEED": "0"}, patience=600):
+                fixed_load(f"http://127.0.0.1:{proxy.port}/hello", proxy.headers, total,
+                           1)
+            totals = [int(found.group(1)) for path in out.iterdir()
+                      if (found := re.search(r"^(?:totals|summary): (\d+)",
+                                             path.read_text("latin-1"), re.MULTILINE))]
+            counts.setdefault(proxy.name, []).append(max(totals))
+    per = {name: (after - before) / args.callgrind for name, (before, after) in counts.items()}
+    print(f"\ninstructions per request (callgrind, {args.callgrind} requests after {WARM}, "
+          "one kept-alive connection; user space only, the "
+          "kernel's share not counted):")
+    for name, cost in per.items():
+        above = f"{cost - per['raw']:+,.0f} above raw" if "raw" in per and name != "raw" else ""
+        print(f"  {name:<10}{cost:>10,.0f}   {above}")
+
+
+#: Requests served before counting (pools filled, the key verified and cached).
+WARM = 100
+
+
+@dataclass
+class Proxy:
+    """How to start one proxy to measure, and what its requests carry."""
+
+    name: str
+    command: list[str]
+    port: int
+    env: dict[str, str]
+    headers: dict[str, str]
+
+
+def proxies(args: argparse.Namespace, wanted: set[str], work: Path, config: Path, key: str,
+            backend_port: int) -> Iterator[Proxy]:
+    """The proxies ``--only`` asks for (all by default), in the report's order."""
+    backend_url = f"http://127.0.0.1:{backend_port}"
+    if "envroute" in wanted:
+        port = free_port()
+        yield Proxy("envroute", gunicorn("envroute.wsgi:app", port, args.threads), port,
+                    {"ENVROUTE_CONFIG": str(config), "PYTHONPATH": str(ROOT)},
+                    {"Authorization": f"Bearer {key}"})
+    for name in ("raw", "naive", "werkzeug"):
+        if name in wanted:
             port = free_port()
-            with serve("envroute", gunicorn("envroute.wsgi:app", port, args.threads), port,
-                       work / "envroute.log", {"ENVROUTE_CONFIG": str(config),
-                                               "PYTHONPATH": str(ROOT)}) as server:
-                print("measuring envroute ...", flush=True)
-                results.append(measure(server, auth, args, load, workers(server)))
-
-        for name in ("raw", "naive", "werkzeug"):
-            if name not in wanted:
-                continue
-            port = free_port()
-            with serve(name, gunicorn(f"bench_proxy:{name}_app", port, args.threads), port,
-                       work / f"{name}.log", {"BENCH_BACKEND": backend_url}) as server:
-                print(f"measuring {name} ...", flush=True)
-                results.append(measure(server, {}, args, load, workers(server),
-                                       streaming=name != "raw"))
-
-        if nginx and "nginx" in wanted:
-            port = free_port()
-            user = "user root root;" if os.geteuid() == 0 else ""
-            (work / "nginx.conf").write_text(NGINX_CONF.format(
-                dir=work, backend=backend_port, port=port, user=user))
-            with serve("nginx", [nginx, "-p", str(work), "-c", str(work / "nginx.conf"),
-                                 "-g", "daemon off;"], port, work / "nginx.log") as server:
-                print("measuring nginx ...", flush=True)
-                results.append(measure(server, {}, args, load,
-                                       lambda: [server.process.pid, *server.workers()]))
-        else:
-            print("nginx not installed (apt-get install nginx): skipped", flush=True)
-    report(results, args, generator)
+            yield Proxy(name, gunicorn(f"bench_proxy:{name}_app", port, args.threads), port,
+                        {"BENCH_BACKEND": backend_url}, {})
+    nginx = None if args.no_nginx else shutil.which("nginx")
+    if nginx and "nginx" in wanted:
+        port = free_port()
+        user = "user root root;" if os.geteuid() == 0 else ""
+        (work / "nginx.conf").write_text(NGINX_CONF.format(
+            dir=work, backend=backend_port, port=port, user=user))
+        yield Proxy("nginx", [nginx, "-p", str(work), "-c", str(work / "nginx.conf"),
+                              "-g", "daemon off;"], port, {}, {})
+    elif "nginx" in wanted:
+        print("nginx not installed (apt-get install nginx): skipped", flush=True)
 
 
 if __name__ == "__main__":
