@@ -34,7 +34,7 @@ import select
 import socket
 import sys
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -158,7 +158,7 @@ class ConnectionPool:
         conn.timeout = self.timeouts[0]
         conn.connect()  # TCP, then TLS with the adapter's settings
         conn.sock.settimeout(self.timeouts[1])
-        return Link(conn, conn.sock)
+        return Link(conn, conn.sock, _quiet_check(conn.sock))
 
     def _give_back(self, link: Link) -> None:
         if len(self._idle) < self.size and self._forks == _forks:
@@ -184,26 +184,48 @@ def _close(link: Link) -> None:
 
 def _usable(link: Link) -> bool:
     """Whether an idle connection is still open with nothing unread, without waiting."""
-    sock: Any = link.sock
-    if link.buffer or getattr(sock, "pending", _nothing)():
-        return False
+    return not link.buffer and link.quiet is not None and link.quiet()
+
+
+def _quiet_check(sock: Any) -> Callable[[], bool]:
+    """For one new connection's socket: a check that it is still open with nothing
+    unread, without waiting. What the check needs (TLS's ``pending``, the real socket
+    under gevent's, a ``poll`` object) is looked up once, here, not on every reuse."""
+    pending: Callable[[], int] = getattr(sock, "pending", _nothing)  # TLS: bytes decrypted
     raw = getattr(sock, "_sock", None)  # gevent's socket wraps the real one
     if isinstance(raw, _socket.socket) and raw.gettimeout() == 0.0 and _PEEK:
+
+        def peek() -> bool:  # under gevent: never a trip through its hub
+            if pending():
+                return False
+            try:
+                _RAW_RECV(raw, 1, _PEEK)
+            except BlockingIOError:
+                return True  # open, and quiet
+            except OSError:
+                return False
+            return False  # closed by the upstream, or bytes nobody asked for
+
+        return peek
+    if _POLL is None:
+
+        def wait() -> bool:
+            try:
+                return not pending() and not wait_for_read(sock, timeout=0.0)
+            except (OSError, ValueError):
+                return False
+
+        return wait
+    poller = _POLL()
+    poller.register(sock, _POLLIN)
+
+    def poll() -> bool:
         try:
-            _RAW_RECV(raw, 1, _PEEK)
-        except BlockingIOError:
-            return True  # open, and quiet
-        except OSError:
+            return not pending() and not poller.poll(0)  # readable: closed, or stray bytes
+        except (OSError, ValueError):
             return False
-        return False  # closed by the upstream, or bytes nobody asked for
-    try:
-        if _POLL is None:
-            return not wait_for_read(sock, timeout=0.0)
-        poller = _POLL()
-        poller.register(sock, _POLLIN)
-        return not poller.poll(0)  # readable now: closed, or bytes nobody asked for
-    except (OSError, ValueError):
-        return False
+
+    return poll
 
 
 def _nothing() -> int:

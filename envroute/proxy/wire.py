@@ -49,14 +49,17 @@ class ProtocolError(http.client.HTTPException):
 class Link:
     """One upstream connection and the bytes received on it but not yet consumed.
 
-    ``conn`` is urllib3's connection object (it owns the socket and closes it).
+    ``conn`` is urllib3's connection object (it owns the socket and closes it);
+    ``quiet`` is the pool's check, made for this socket, that an idle connection is
+    still open with nothing unread.
     """
 
-    __slots__ = ("buffer", "conn", "sock")
+    __slots__ = ("buffer", "conn", "quiet", "sock")
 
-    def __init__(self, conn: Any, sock: Any) -> None:
+    def __init__(self, conn: Any, sock: Any, quiet: Callable[[], bool] | None = None) -> None:
         self.conn = conn
         self.sock = sock
+        self.quiet = quiet
         self.buffer = b""
 
     def close(self) -> None:
@@ -321,47 +324,46 @@ def _usual_head(text: str) -> _Head | None:
     """:func:`_read_any_head`'s answer for ``text`` (a head up to its first CRLF CRLF)
     when it has the usual form, else None (then read it line by line).
 
-    The usual form: no CR or LF but the CRLF line ends (so the first empty line, the one
+    The usual form: no CR or LF in any line (so the first empty line, the one
     :meth:`Link.head` cuts at, is the end), ``HTTP/1.1`` and a status of 200 or more,
-    every header line a name (a token) and ``:``. Status lines and header names seen
-    before are looked up rather than checked again (:data:`_STATUS_LINES`,
-    :data:`_NAMES`)."""
+    every header line a name (a token) and ``:``. An upstream sends the same lines again
+    and again (``Server: gunicorn``, ``Connection: keep-alive``…): lines read before are
+    looked up, not read again (:data:`_LINES`, :data:`_STATUS_LINES`)."""
     lines = text.split("\r\n")
-    crlfs = len(lines) - 1
-    if crlfs > MAX_HEADERS or text.count("\n") != crlfs or text.count("\r") != crlfs:
+    if len(lines) > MAX_HEADERS + 1:
         return None
     status = _STATUS_LINES.get(lines[0]) or _usual_status(lines[0])
     if status is None:
         return None
-    del lines[0]
-    names = _NAMES
+    known = _LINES
     headers: list[tuple[str, str]] = []
     fields: dict[str, list[str]] = {}
-    for line in lines:
-        name, colon, value = line.partition(":")
+    for index in range(1, len(lines)):
+        line = lines[index]
         try:
-            framing = names[name]
+            pair, framing = known[line]
         except KeyError:
-            if _TOKEN.fullmatch(name) is None:
+            read = _line(line)
+            if read is None:
                 return None
-            framing = _name(name)
-        if not colon:
-            return None
-        value = value.strip(" \t")
-        headers.append((name, value))
+            pair, framing = read
+        headers.append(pair)
         if framing:
             if framing in fields:
-                fields[framing].append(value)
+                fields[framing].append(pair[1])
             else:
-                fields[framing] = [value]
-    return status[0], status[1], headers, fields, _keep(fields, True)
+                fields[framing] = [pair[1]]
+    connection = fields.get("connection")
+    keep = connection is None or connection == _KEEP_ALIVE or _keep(fields, True)
+    return status[0], status[1], headers, fields, keep
 
 
 def _usual_status(line: str) -> tuple[int, str] | None:
-    """``HTTP/1.1 NNN reason`` with NNN from 200: (NNN, reason), remembered."""
+    """``HTTP/1.1 NNN reason`` with NNN from 200, no CR or LF: (NNN, reason), remembered."""
     code = line[9:12]
     if (line[:9] != "HTTP/1.1 " or len(code) != 3 or not code.isdigit()
-            or not code.isascii() or code[0] < "2" or line[12:13] not in ("", " ")):
+            or not code.isascii() or code[0] < "2" or line[12:13] not in ("", " ")
+            or "\r" in line or "\n" in line):
         return None
     status = int(code), line[13:].strip()
     if len(_STATUS_LINES) < _REMEMBERED_MAX:
@@ -369,13 +371,27 @@ def _usual_status(line: str) -> tuple[int, str] | None:
     return status
 
 
-def _name(name: str) -> str:
-    """A valid header name's framing field (its lower case) or ``""``, remembered."""
-    lower = name.lower()
-    framing = lower if lower in _FRAMING else ""
-    if len(_NAMES) < _REMEMBERED_MAX:
-        _NAMES[name] = framing
-    return framing
+def _line(line: str) -> tuple[tuple[str, str], str] | None:
+    """A header line without CR or LF, ``name:value`` with a valid name: ((name, value
+    stripped of spaces and tabs), its framing field or ``""``), remembered when short;
+    else None."""
+    name, colon, value = line.partition(":")
+    if not colon or "\r" in line or "\n" in line:
+        return None
+    framing = _NAMES.get(name)
+    if framing is None:
+        if _TOKEN.fullmatch(name) is None:
+            return None
+        lower = name.lower()
+        framing = lower if lower in _FRAMING else ""
+        if len(_NAMES) < _REMEMBERED_MAX:
+            _NAMES[name] = framing
+    read = (name, value.strip(" \t")), framing
+    if len(line) <= _LINE_REMEMBERED:
+        if len(_LINES) >= _REMEMBERED_MAX:
+            _LINES.clear()  # values change (a date, a length): the lines of now are kept
+        _LINES[line] = read
+    return read
 
 
 def _read_any_head(link: Link) -> _Head:
@@ -442,8 +458,15 @@ _FRAMING = frozenset({"connection", "content-length", "transfer-encoding"})
 #: A header name (RFC 9110 §5.6.2 ``token``): no spaces, no separators.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 #: Status lines (``HTTP/1.1 200 OK``) read before -> (status, reason); header names
-#: checked before -> their framing field or ``""``. An upstream uses a handful of each;
-#: both stop growing at :data:`_REMEMBERED_MAX` entries (then each new one is checked).
+#: checked before -> their framing field or ``""``; header lines read before (up to
+#: :data:`_LINE_REMEMBERED` characters) -> ((name, value), framing field). An upstream
+#: uses a handful of status lines and names: those two stop growing at
+#: :data:`_REMEMBERED_MAX` entries (then each new one is checked); the lines are cleared
+#: when that full, since some values change with each response.
 _STATUS_LINES: dict[str, tuple[int, str]] = {}
 _NAMES: dict[str, str] = {}
+_LINES: dict[str, tuple[tuple[str, str], str]] = {}
 _REMEMBERED_MAX = 1024
+_LINE_REMEMBERED = 200
+#: ``Connection: keep-alive``, the usual value, as :func:`_usual_head` collects it.
+_KEEP_ALIVE = ["keep-alive"]
