@@ -70,6 +70,33 @@ def _forwardable(key: str) -> tuple[str, str] | None:
     return name, lower
 
 
+#: The environ's keys, in order -> (key, header name, lower-case name) of those that may
+#: be forwarded. A server builds every request's environ alike, and a client sends the
+#: same headers each time, so the keys of most requests were seen before: the plan is
+#: looked up, not worked out key by key. Cleared when :data:`_PLANS_MAX` full.
+_PLANS: dict[tuple[str, ...], tuple[tuple[str, str, str], ...]] = {}
+_PLANS_MAX = 256
+
+
+def _plan(keys: tuple[str, ...]) -> tuple[tuple[str, str, str], ...]:
+    """What :data:`_PLANS` holds for ``keys``, worked out, and remembered."""
+    known = _KNOWN
+    plan = []
+    for key in keys:
+        try:
+            found = known[key]
+        except KeyError:
+            found = _forwardable(key)
+            if len(known) < _KNOWN_MAX:
+                known[key] = found
+        if found is not None:
+            plan.append((key, *found))
+    if len(_PLANS) >= _PLANS_MAX:
+        _PLANS.clear()
+    _PLANS[keys] = result = tuple(plan)
+    return result
+
+
 def _connection_tokens(values: list[str]) -> frozenset[str]:
     """The header names a ``Connection`` header lists (they are hop-by-hop too)."""
     if len(values) == 1 and "," not in values[0] and '"' not in values[0]:
@@ -118,20 +145,16 @@ def request_headers(environ: WSGIEnvironment, *, signing_secret: str = "",
     """End-to-end headers from the caller, then the identity and forwarding headers."""
     connection = environ.get("HTTP_CONNECTION")
     dropped = _connection_tokens([connection]) if connection else frozenset()
+    keys = tuple(environ)
+    plan = _PLANS.get(keys)
+    if plan is None:
+        plan = _plan(keys)
     headers: dict[str, str] = {}
-    known = _KNOWN
-    for key, value in environ.items():
-        try:
-            found = known[key]
-        except KeyError:
-            found = _forwardable(key)
-            if len(known) < _KNOWN_MAX:
-                known[key] = found
-        if found is None or (dropped and found[1] in dropped):
+    for key, name, lower in plan:
+        value = environ[key]
+        if (not value and key in _CONTENT_KEYS) or (dropped and lower in dropped):
             continue
-        if not value and key in _CONTENT_KEYS:
-            continue
-        headers[found[0]] = value
+        headers[name] = value
     if content_length is not None:
         headers["Content-Length"] = str(content_length)
     identity = environ.get(IDENTITY_KEY)
