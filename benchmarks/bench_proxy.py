@@ -598,6 +598,7 @@ def count_instructions(args: argparse.Namespace, wanted: set[str], work: Path, c
                       if (found := re.search(r"^(?:totals|summary): (\d+)",
                                              path.read_text("latin-1"), re.MULTILINE))]
             counts.setdefault(proxy.name, []).append(max(totals))
+            print(f"  {max(totals):,} instructions in the busiest process", flush=True)
     per = {name: (after - before) / args.callgrind for name, (before, after) in counts.items()}
     print(f"\ninstructions per request (callgrind, {args.callgrind} requests after {WARM}, "
           "one kept-alive connection; user space only, the "
