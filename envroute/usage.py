@@ -57,7 +57,10 @@ class UsageRecorder:
     items, not a tuple per request: tuples waiting for the timer would be objects the
     garbage collector tracks, and thousands of them set off its collections (a twentieth
     of a cached request's cost, issue 14); strings, bools and floats are not tracked.
-    ``flush`` runs on the :class:`Flusher`'s thread (or at close), never in a request.
+    ``flush`` runs on the :class:`Flusher`'s thread (or at close), never in a request;
+    flushes are one at a time (:attr:`_flushing`): two draining the deque at once would
+    split a ``(key id, error, time)`` triple between them, and a failed batch kept by one
+    could be overwritten by the other's.
     """
 
     def __init__(self, store: KeyStore) -> None:
@@ -69,6 +72,7 @@ class UsageRecorder:
         self._failed: UsageBatch | None = None
         self._failures = 0
         self._counts_unsupported = False
+        self._flushing = threading.Lock()
 
     def record(self, key_id: str, error: bool) -> None:
         self.extend((key_id, error, time.time()))
@@ -77,6 +81,7 @@ class UsageRecorder:
         """Drop what is pending (in a forked child: the parent writes it)."""
         self._events.clear()
         self._failed = None
+        self._flushing = threading.Lock()  # the parent's timer may have held it at the fork
 
     def take(self) -> UsageBatch:
         """What was counted since the last take, merged with a failed batch, in order."""
@@ -114,6 +119,10 @@ class UsageRecorder:
 
     def flush(self) -> bool:
         """Write what is pending in one batch; False (and the batch kept) if it failed."""
+        with self._flushing:
+            return self._flush()
+
+    def _flush(self) -> bool:
         batch = self.take()
         if not batch:
             return True
