@@ -163,13 +163,18 @@ def request_headers(environ: WSGIEnvironment, *, signing_secret: str = "",
     request_id = environ.get(REQUEST_ID_KEY)
     if request_id:
         headers["Envroute-Request-Id"] = request_id
-    headers["X-Forwarded-For"] = _append(headers.get("X-Forwarded-For"),
-                                         environ.get("REMOTE_ADDR", "") or "unknown")
-    headers["X-Forwarded-Proto"] = _append(headers.get("X-Forwarded-Proto"),
-                                           environ.get("wsgi.url_scheme", "http"))
+    remote = environ.get("REMOTE_ADDR", "") or "unknown"
+    scheme = environ.get("wsgi.url_scheme", "http")
     host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")
+    if "X-Forwarded-For" in headers or "X-Forwarded-Proto" in headers or (
+            "X-Forwarded-Host" in headers):  # the caller's own, appended to
+        remote = _append(headers.get("X-Forwarded-For"), remote)
+        scheme = _append(headers.get("X-Forwarded-Proto"), scheme)
+        host = _append(headers.get("X-Forwarded-Host"), host) if host else ""
+    headers["X-Forwarded-For"] = remote
+    headers["X-Forwarded-Proto"] = scheme
     if host:
-        headers["X-Forwarded-Host"] = _append(headers.get("X-Forwarded-Host"), host)
+        headers["X-Forwarded-Host"] = host
     return headers
 
 
@@ -178,11 +183,18 @@ def response_headers(raw: Response, upstream: Upstream, environ: WSGIEnvironment
     """The headers to pass back to the caller; :class:`BackendUnavailable` (502) when the
     upstream's framing is ambiguous (see the module docstring)."""
     fields = raw.fields
-    dropped = (_connection_tokens(fields["connection"]) if "connection" in fields
-               else frozenset())
-    lengths = fields.get("content-length", [])
-    encodings = fields.get("transfer-encoding", [])
-    length = _framing(lengths, encodings, backend) if lengths or encodings else None
+    connection = fields.get("connection")
+    dropped = (_NONE if connection is None else _KEEP_ALIVE if connection == ["keep-alive"]
+               else _connection_tokens(connection))
+    lengths = fields.get("content-length")
+    encodings = fields.get("transfer-encoding")
+    if encodings is None and lengths is not None and len(lengths) == 1 and (
+            lengths[0].isdigit() and lengths[0].isascii()):
+        length: str | None = lengths[0]  # the usual one length
+    elif lengths or encodings:
+        length = _framing(lengths or [], encodings or [], backend)
+    else:
+        length = None
     headers: HeaderList = []
     returned = _RETURNED
     for pair in raw.headers:
@@ -205,6 +217,8 @@ def response_headers(raw: Response, upstream: Upstream, environ: WSGIEnvironment
     return headers
 
 
+_NONE: frozenset[str] = frozenset()
+_KEEP_ALIVE = frozenset({"keep-alive"})
 #: What happens to a response header, by its name: passed back, dropped, passed back as
 #: the one framing length, or its URLs rewritten.
 _PASS, _DROP, _LENGTH, _URL = "pass", "drop", "length", "url"

@@ -11,6 +11,7 @@ names the backend's host.
 from __future__ import annotations
 
 import re
+import string
 from urllib.parse import quote, unquote_to_bytes, urlsplit
 
 from ..errors import ConfigError
@@ -22,6 +23,8 @@ PATH_SAFE = "/:@!$&'()*+,;=-._~"
 _QUERY_SAFE = PATH_SAFE + "?"
 _UNSAFE_PATH = re.compile(r"%(?![0-9A-Fa-f]{2})|[^A-Za-z0-9%" + re.escape(PATH_SAFE) + "]")
 _UNSAFE_QUERY = re.compile(r"%(?![0-9A-Fa-f]{2})|[^A-Za-z0-9%" + re.escape(_QUERY_SAFE) + "]")
+#: Every byte a request target may hold as it is (no ``%``: escapes take the general way).
+_SAFE_TARGET = (string.ascii_letters + string.digits + _QUERY_SAFE).encode("ascii")
 #: A percent-escape with a lower-case hex digit (RFC 3986 §6.2.2.1: upper-cased).
 _LOWER_ESCAPE = re.compile(r"%(?:[a-f][0-9A-Fa-f]|[0-9A-F][a-f])")
 _LEADING_SLASHES = re.compile(r"^[/\\]+")
@@ -95,7 +98,7 @@ def upstream_query(environ: WSGIEnvironment) -> str:
 class Upstream:
     """One backend's fixed origin and base path; validated once, at construction."""
 
-    __slots__ = ("base_path", "hostname", "origin", "port", "scheme", "strip_prefix")
+    __slots__ = ("_plain", "base_path", "hostname", "origin", "port", "scheme", "strip_prefix")
 
     def __init__(self, backend: BackendSettings) -> None:
         url = urlsplit(backend.url)
@@ -116,10 +119,21 @@ class Upstream:
         self.origin = f"{url.scheme}://{url.netloc}"
         self.base_path = quote(url.path.rstrip("/"), safe=PATH_SAFE + "%")
         self.strip_prefix = backend.strip_prefix
+        # no prefix to strip, no escape in the base path: the usual request's shortcut
+        self._plain = not self.strip_prefix and "%" not in self.base_path
 
     def target_for(self, environ: WSGIEnvironment) -> str:
         """The request target sent upstream: the backend URL's path, then the request's
         path, and the query string (the origin is the connection's own)."""
+        raw: str | None = environ.get("RAW_URI")
+        if raw and self._plain and not environ.get("SCRIPT_NAME"):
+            # The usual request: the raw target is PATH_INFO and QUERY_STRING as they are,
+            # every character one a URL keeps: what the general way below would send.
+            path, _, query = raw.partition("?")
+            if (path == environ.get("PATH_INFO") and query == environ.get("QUERY_STRING", "")
+                    and path[:1] == "/" and raw.isascii()
+                    and not raw.encode("ascii").translate(None, _SAFE_TARGET)):
+                return self.base_path + raw if query else self.base_path + path
         path = self.base_path + upstream_path(environ, self.strip_prefix)
         query = upstream_query(environ)
         target = (path or "/") + (f"?{query}" if query else "")

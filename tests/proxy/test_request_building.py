@@ -255,3 +255,32 @@ def test_the_customer_is_sent_and_signed(primary: Upstream, customer_id: str | N
     received = header_map(echo)
     assert received.get("envroute-customer-id") == ([customer_id] if customer_id else None)
     assert verify_signature([tuple(pair) for pair in echo["headers"]], "s3cret")
+
+
+@pytest.mark.parametrize(("url", "raw", "path_info", "query"), [
+    pytest.param("http://h/base", "/v1/charges/ch_1?expand=a&b=c", "/v1/charges/ch_1",
+                 "expand=a&b=c", id="usual"),
+    pytest.param("http://h", "/v1/x?", "/v1/x", "", id="empty-query"),
+    pytest.param("http://h", "/v1/x?a=1?b=/c", "/v1/x", "a=1?b=/c", id="query-with-?-and-/"),
+    pytest.param("http://h", "/v1/x?key=k&a=1", "/v1/x", "a=1", id="credential-removed"),
+    pytest.param("http://h", "/v1/x", "/v1/y", "", id="path-rewritten"),
+    pytest.param("http://h", "/v1/a%2Fb", "/v1/a/b", "", id="escape"),
+    pytest.param("http://h", "/v1/a%2fb", "/v1/a/b", "", id="lower-escape"),
+    pytest.param("http://h", "/v1/a b#c", "/v1/a b#c", "", id="space-and-hash"),
+    pytest.param("http://h", "/v1/a\\b", "/v1/a\\b", "", id="backslash"),
+    pytest.param("http://h", "/v1/caf\xe9", "/v1/caf\xe9", "", id="not-ascii"),
+    pytest.param("http://h", "//evil/x", "//evil/x", "", id="double-slash"),
+    pytest.param("http://h", "http://evil/x", "/x", "", id="absolute-form"),
+    pytest.param("http://h/b%4ase", "/v1/x", "/v1/x", "", id="escape-in-base"),
+])
+def test_the_usual_target_is_what_the_general_way_sends(url: str, raw: str, path_info: str,
+                                               query: str) -> None:
+    # target_for takes a shortcut for the usual request; it must send what the general
+    # way (one path for every request) sends
+    env = environ(path_info, raw, QUERY_STRING=query)
+    usual = ProxyBackend(BackendSettings(name="u", url=url)).upstream
+    general = ProxyBackend(BackendSettings(name="g", url=url)).upstream
+    general._plain = False  # never the shortcut
+    assert usual.target_for(env) == general.target_for(env)
+    assert usual.target_for({**env, "SCRIPT_NAME": "/mount"}) == general.target_for(
+        {**env, "SCRIPT_NAME": "/mount"})
