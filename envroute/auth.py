@@ -71,11 +71,14 @@ class _Verdict:
     ``key_id`` and ``customer_id`` say which changes make it stale.
     """
 
-    __slots__ = ("code", "customer_id", "detail", "identity", "key_id", "valid_until")
+    __slots__ = ("code", "customer_id", "detail", "identity", "key_id", "unrestricted",
+                 "valid_until")
 
     def __init__(self, identity: Identity | None, valid_until: float = 0.0, code: str = "",
                  detail: str = "", key_id: str = "", customer_id: str | None = None) -> None:
         self.identity = identity
+        #: the identity when no scope restricts it: what the request path's shortcut takes
+        self.unrestricted = identity if identity is not None and not identity.scopes else None
         self.valid_until = valid_until
         self.code = code
         self.detail = detail
@@ -121,6 +124,7 @@ class ApiKeyVerifier:
         self.store = store
         self.hash_key = keys.KeyHasher(settings.secret_key)
         self.token = keys.CacheToken()
+        self._salt = self.token.salt
         self.previous = secret_hashers(settings)
         self.rehasher = Rehasher(store, settings)
         self.ttl = settings.auth.cache_ttl
@@ -129,8 +133,8 @@ class ApiKeyVerifier:
             self.prefixes[env.prefix] = (env, False)
             self.prefixes[env.restricted_prefix] = (env, True)
         self.customers = customers or CustomerCache(store, self.ttl)
-        self.verified: LRUCache[bytes, _Verdict] = LRUCache(CACHE_MAX_ENTRIES, self.ttl)
-        self.refused: LRUCache[bytes, _Verdict] = LRUCache(
+        self.verified: LRUCache[keys.Token, _Verdict] = LRUCache(CACHE_MAX_ENTRIES, self.ttl)
+        self.refused: LRUCache[keys.Token, _Verdict] = LRUCache(
             REFUSALS_MAX_ENTRIES, min(self.ttl, REFUSAL_TTL))
         #: bumped by every change, so a verdict loaded across a change is not cached
         self._generation = 0
@@ -161,24 +165,24 @@ class ApiKeyVerifier:
         """The identity of ``key`` if it was verified lately, is unexpired and unrestricted;
         else None, with nothing counted (the caller then runs :meth:`verify`). The request
         path's shortcut for the commonest request (issue 14)."""
-        token = self.token(key)
         entries = self.verified.entries  # LRUCache.get, inline
+        token = (hash(key), hash(key + self._salt))  # CacheToken.__call__, inline
         entry = entries.get(token)
         if entry is None or entry[0] <= time.monotonic():
+            return None
+        verdict = entry[1]
+        identity = verdict.unrestricted
+        if identity is None or verdict.valid_until <= time.time():
             return None
         try:  # noqa: SIM105 - contextlib.suppress costs more than the look-up itself
             entries.move_to_end(token)
         except KeyError:  # evicted by another thread meanwhile: still a hit
             pass
-        verdict = entry[1]
-        identity = verdict.identity
-        if identity is None or identity.scopes or verdict.valid_until <= time.time():
-            return None
         if metrics.on:
             metrics.auth_cache("hit")
         return identity
 
-    def _load(self, key: str, token: bytes) -> _Verdict:
+    def _load(self, key: str, token: keys.Token) -> _Verdict:
         refusal = self.refused.get(token)
         if refusal is not None:  # a made-up key seen lately: no store query
             count_cache("hit")

@@ -18,8 +18,9 @@ set only by the gateway, so a backend can trust what it finds in the environ.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
+from time import monotonic, time
 from typing import Any, NamedTuple
 
 from . import accesslog, metrics
@@ -88,10 +89,12 @@ class EnvRouter:
         # the request path's shortcut for a cached key (see _admit)
         self._policy_free = all(isinstance(p, ScopePolicy) for p in self.policies)
         # (the scope policy lets every unrestricted identity through, doing nothing)
-        self._cached = self.authenticator.api_keys.cached
+        self._verified = self.authenticator.api_keys.verified.entries
+        self._salt = self.authenticator.api_keys.token.salt
         self._header_key = self.credentials.header_key
         self._strip_more = bool(self.credentials.query_param)
         self.router = Router(settings.routes)
+        self._memo = self.router.memo
         self.backends = build_backends(settings, builtin)
         self.stored_backend_apps = StoredBackends(
             self.store, signing_secret=settings.signing_secret, configured=self.backends)
@@ -177,8 +180,9 @@ class EnvRouter:
 
     # -- the request's path -----------------------------------------------------------
 
-    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
-        return handle(self, environ, start_response)
+    #: ``router(environ, start_response)``: :func:`envroute.handler.handle` itself, not a
+    #: method calling it (one Python call less per request, issue 14)
+    __call__ = handle
 
     def handle(self, environ: WSGIEnvironment, start_response: StartResponse, *,
                app: WSGIApplication | None = None) -> Iterable[bytes]:
@@ -194,19 +198,23 @@ class EnvRouter:
         ``envroute.backend``, and no longer carries the credential or any client-sent
         ``Envroute-*`` header.
         """
-        identity, decision, headers = self._admit(environ)
+        identity, _, headers = self._admit(environ)
+        decision = self.router.route(identity, environ)  # (a key's: remembered, not redone)
         environ[BACKEND_KEY] = decision.backends[0]
-        return Admission(identity, decision, headers)
+        return Admission(identity, decision, list(headers))
 
-    def _admit(self, environ: WSGIEnvironment) -> tuple[Identity, Decision, HeaderList]:
-        """:meth:`admit` as the request path calls it (a plain tuple).
+    def _admit(self, environ: WSGIEnvironment
+               ) -> tuple[Identity, tuple[str, ...], Sequence[tuple[str, str]]]:
+        """:meth:`admit` as the request path calls it: the identity, the backends to try
+        in order, and the policies' response headers.
 
         The commonest request, an unrestricted API key in ``Authorization: Bearer`` that
         this process verified lately, with no policy but scopes configured, takes a
         shortcut with the same outcome: the cached identity (:meth:`ApiKeyVerifier.cached`)
-        instead of reading, parsing and verifying the credential afresh, and no policy to
-        run. Anything else (a miss, an expired, refused or restricted key, a token, another
-        credential place, rate limits) goes the whole way.
+        instead of reading, parsing and verifying the credential afresh, no policy to run,
+        and the route remembered for that identity (:attr:`Router.memo`). Anything else (a
+        miss, an expired, refused or restricted key, a token, another credential place,
+        rate limits) goes the whole way.
         """
         # one C-speed scan, rarely true; without a separator a name may seem to straddle
         # two keys, which costs only the exact look below
@@ -214,24 +222,36 @@ class EnvRouter:
             for name in [k for k in environ if k.startswith(_ENVROUTE_HEADER)]:
                 del environ[name]  # only the gateway speaks for the caller
         authorization = environ.get("HTTP_AUTHORIZATION")
-        identity = None
         if self._policy_free and type(authorization) is str and authorization[:7] == "Bearer ":
             value = authorization[7:]
-            identity = self._cached(value)
+            # ApiKeyVerifier.cached, inline: the token, the entry, its expiries
+            token = (hash(value), hash(value + self._salt))
+            entry = self._verified.get(token)
+            if entry is not None and entry[0] > monotonic() and \
+                    (identity := entry[1].unrestricted) is not None and \
+                    entry[1].valid_until > time():
+                try:  # noqa: SIM105 - contextlib.suppress costs more than the look-up itself
+                    self._verified.move_to_end(token)  # the LRU's recency
+                except KeyError:  # evicted by another thread meanwhile: still a hit
+                    pass
+                if metrics.on:
+                    metrics.auth_cache("hit")
+                environ[IDENTITY_KEY] = identity
+                del environ["HTTP_AUTHORIZATION"]
+                if self._strip_more or "HTTP_REFERER" in environ or self._header_key in environ:
+                    self.credentials.strip(environ, Credential(value, "bearer"))
+                memo = self._memo.get(id(identity))  # Router.route, inline
+                if memo is not None and memo[0] is identity:
+                    return identity, memo[2], ()
+                return identity, self.router.route(identity, environ).backends, ()
+        credential = self.credentials.read(environ)
+        identity = self.authenticator.authenticate(credential)
+        environ[IDENTITY_KEY] = identity
+        self.credentials.strip(environ, credential)
         headers: HeaderList = []
-        if identity is not None:
-            environ[IDENTITY_KEY] = identity
-            del environ["HTTP_AUTHORIZATION"]
-            if self._strip_more or "HTTP_REFERER" in environ or self._header_key in environ:
-                self.credentials.strip(environ, Credential(value, "bearer"))
-        else:
-            credential = self.credentials.read(environ)
-            identity = self.authenticator.authenticate(credential)
-            environ[IDENTITY_KEY] = identity
-            self.credentials.strip(environ, credential)
-            for policy in self.policies:
-                headers.extend(policy.check(identity, environ))
-        return identity, self.router.route(identity, environ), headers
+        for policy in self.policies:
+            headers.extend(policy.check(identity, environ))
+        return identity, self.router.route(identity, environ).backends, headers
 
     def backend(self, name: str) -> WSGIApplication:
         """The backend called ``name``: configured, else stored (§13).

@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, TypeVar
 from .errors import BackendUnavailable
 from .exchange import EXCHANGE_KEY, Exchange, log_failure, new_request_id
 from .identity import Identity
-from .names import IDEMPOTENT_METHODS, IDENTITY_KEY
+from .names import BACKEND_KEY, IDEMPOTENT_METHODS, IDENTITY_KEY
 from .problems import Problem, as_problem
+from .settings import APP_BACKEND
 from .typing import StartResponse, WSGIApplication, WSGIEnvironment
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ def handle(router: EnvRouter, environ: WSGIEnvironment, start_response: StartRes
     if own_paths.paths and (own := own_paths.find(environ)) is not None:
         return exchange.answer_own(own)
     try:
-        identity, decision, exchange.extra = router._admit(environ)
+        identity, names, exchange.extra = router._admit(environ)
     except Exception as exc:  # every refusal is a problem; never a traceback
         known = environ.get(IDENTITY_KEY)  # refused by a policy or the route
         exchange.identity = known if isinstance(known, Identity) else None
@@ -85,10 +86,12 @@ def handle(router: EnvRouter, environ: WSGIEnvironment, start_response: StartRes
     exchange.identity = identity
     if router.outage.down_since is not None:
         router.outage.admitted()
-    names = decision.backends
     try:
-        if len(names) == 1:
-            result = exchange.call(names[0])
+        if len(names) == 1:  # Exchange.call, inline
+            environ[BACKEND_KEY] = exchange.backend = name = names[0]
+            backend = app if app is not None and name == APP_BACKEND else \
+                router.backends.get(name) or router.backend(name)
+            exchange.result = result = backend(environ, exchange.start)
         else:
             result = try_backends(names, exchange.method, exchange.call)
         if type(result) is list or type(result) is tuple:  # the body exists already

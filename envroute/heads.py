@@ -21,8 +21,8 @@ from .typing import HeaderList
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _VALUE = re.compile(r"[ \t\x21-\x7e\x80-\xff]*")
 _STATUS = re.compile(r"[1-5][0-9]{2}(?: [ \t\x21-\x7e\x80-\xff]*)?")
-#: Status lines that passed :func:`good_status`.
-GOOD_STATUS: set[str] = set()
+#: Status lines that passed :func:`good_status`, with their status code.
+GOOD_STATUS: dict[str, int] = {}
 #: Header names that passed :func:`checked_headers` (never ``Request-Id``).
 GOOD_NAMES: set[str] = set()
 _GOOD_MAX = 1024
@@ -37,10 +37,15 @@ def _good(text: object, pattern: re.Pattern[str], good: set[str]) -> bool:
     return True
 
 
-def good_status(status: object) -> bool:
-    """A status line gunicorn would send (``"200 OK"``); the request path tests
-    :data:`GOOD_STATUS` first."""
-    return _good(status, _STATUS, GOOD_STATUS)
+def good_status(status: object) -> int | None:
+    """The code of a status line gunicorn would send (``"200 OK"``: 200), else None; the
+    request path looks in :data:`GOOD_STATUS` first."""
+    if not (isinstance(status, str) and _STATUS.fullmatch(status)):
+        return None
+    code = int(status[:3])
+    if len(GOOD_STATUS) < _GOOD_MAX:
+        GOOD_STATUS[status] = code
+    return code
 
 
 def checked_headers(headers: HeaderList, backend: str) -> HeaderList:

@@ -183,9 +183,11 @@ class Router:
             if not r.split and not r.backend_from}
         self._requests = tuple(compile_request(r.request) for r in routes)
         self._index = AttributeIndex([r.when for r in routes])
-        #: decisions that depend on the identity alone, by ``id(identity)`` (the identity
-        #: is kept beside its decision, so the id cannot be reused while the entry lives)
-        self._memo: dict[int, tuple[Identity, Decision]] = {}
+        #: decisions that depend on the identity alone, by ``id(identity)``: the identity,
+        #: its decision and the decision's backends (the identity is kept beside them, so
+        #: the id cannot be reused while the entry lives). Read-only outside this class:
+        #: the request path reads it directly (:meth:`EnvRouter._admit`)
+        self.memo: dict[int, tuple[Identity, Decision, tuple[str, ...]]] = {}
 
     def route(self, identity: Identity, environ: WSGIEnvironment | None = None) -> Decision:
         """The decision for this identity and request; ``Problem`` to refuse.
@@ -194,14 +196,14 @@ class Router:
         change for a router's life, so a decision no ``request`` condition took part in is
         remembered for that identity object: a cached key's later requests are one dict
         look-up (issue 14). A refusal is never remembered (it is decided afresh)."""
-        memo = self._memo.get(id(identity))
+        memo = self.memo.get(id(identity))
         if memo is not None and memo[0] is identity:
             return memo[1]
         decision, fixed = self._decide(identity, environ)
         if fixed and identity.source == "api_key":  # a token's identity is new each time
-            if len(self._memo) >= _MEMO_MAX:
-                self._memo.clear()  # identities of keys long gone; rebuilt as they come
-            self._memo[id(identity)] = (identity, decision)
+            if len(self.memo) >= _MEMO_MAX:
+                self.memo.clear()  # identities of keys long gone; rebuilt as they come
+            self.memo[id(identity)] = (identity, decision, decision.backends)
         return decision
 
     def _decide(self, identity: Identity, environ: WSGIEnvironment | None

@@ -13,6 +13,7 @@ from werkzeug.test import Client
 
 from envroute import EnvRouter, KeyManager
 from envroute import auth as auth_module
+from envroute import gateway as gateway_module
 from envroute.handler import new_request_id
 from tests.support.apps import SECRET, text_app
 
@@ -98,14 +99,15 @@ def test_a_cached_key_that_expires_is_refused(store_url: str,
     auth = {"Authorization": f"Bearer {key}"}
     assert [client.get("/", headers=auth).status_code for _ in range(2)] == [200, 200]
 
-    class TwoHoursLater:  # the verifier's wall clock, past the key's expiry
+    class TwoHoursLater:  # the wall clock, past the key's expiry
         monotonic = staticmethod(time.monotonic)
 
         @staticmethod
         def time() -> float:
             return time.time() + 7200
 
-    monkeypatch.setattr(auth_module, "time", TwoHoursLater)
+    monkeypatch.setattr(auth_module, "time", TwoHoursLater)  # the verifier's
+    monkeypatch.setattr(gateway_module, "time", TwoHoursLater.time)  # the shortcut's
     answer = client.get("/", headers=auth)
     assert answer.status_code == 401
     assert answer.json is not None and answer.json["code"] == "expired_key"
