@@ -22,10 +22,10 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import count
 from random import getrandbits
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from . import metrics
@@ -141,7 +141,7 @@ class Exchange:
                 _request_prefix + hex(next(_request_counter) & _ID_MASK | _ID_BIT)[3:]
         self.request_id: str = request_id
         environ[EXCHANGE_KEY] = self
-        self.started_at = time.perf_counter()
+        self.started_at = perf_counter()
         self.method: str = environ.get("REQUEST_METHOD", "GET")
 
     # -- calling the backend --------------------------------------------------------
@@ -336,7 +336,7 @@ class Exchange:
         self.logged = True
         environ = self.environ
         self.environ = _RELEASED
-        seconds = time.perf_counter() - self.started_at
+        seconds = perf_counter() - self.started_at
         identity = self.identity
         if metrics.on and not self.own:  # the health and metrics paths are not counted
             metrics.observe_request(identity.environment if identity else None,

@@ -218,7 +218,7 @@ class EnvRouter:
         """
         # one C-speed scan, rarely true; without a separator a name may seem to straddle
         # two keys, which costs only the exact look below
-        if _ENVROUTE_HEADER in "".join(environ):
+        if _ENVROUTE_HEADER in "".join(tuple(environ)):  # (a tuple: joined without a copy)
             for name in [k for k in environ if k.startswith(_ENVROUTE_HEADER)]:
                 del environ[name]  # only the gateway speaks for the caller
         authorization = environ.get("HTTP_AUTHORIZATION")

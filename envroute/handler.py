@@ -95,6 +95,18 @@ def handle(router: EnvRouter, environ: WSGIEnvironment, start_response: StartRes
         else:
             result = try_backends(names, exchange.method, exchange.call)
         if type(result) is list or type(result) is tuple:  # the body exists already
+            head = exchange.head
+            if head is not None and not exchange.started:
+                for chunk in result:
+                    if type(chunk) is not bytes:
+                        break  # Exchange.whole says what is wrong with it
+                else:  # Exchange.whole, inline for the commonest response (issue 14)
+                    exchange.started = exchange.recorded = True
+                    exchange.writer = start_response(head[0], head[1])
+                    exchange.status = head[2]
+                    router.authenticator.record(identity, head[2])
+                    exchange.log()
+                    return result
             return exchange.whole(result)
     except Exception as exc:
         return exchange.refuse_now(exc)
