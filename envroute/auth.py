@@ -2,8 +2,9 @@
 
 API keys are checked for shape and checksum first (no I/O), then looked up by their keyed
 hash. A process keeps what it verified for ``[auth] cache_ttl`` (default 5 s) in a bounded
-LRU (:mod:`envroute.cache`), filed under a salted SHA-256 of the key, so the hot path is one
-SHA-256 and one dict look-up and touches the store once per key per TTL. A change a store
+LRU (:mod:`envroute.cache`), filed under a 128-bit keyed hash of the key
+(:class:`~envroute.keys.CacheToken`), so the hot path is two string hashes and one dict
+look-up and touches the store once per key per TTL. A change a store
 pushes (:meth:`Authenticator.on_change`) drops the verdicts it concerns at once; the TTL is
 only the fallback when a notification is lost. JWTs go to :mod:`envroute.tokens` when
 ``[jwt]`` is configured.
@@ -142,7 +143,7 @@ class ApiKeyVerifier:
     def verify(self, key: str) -> Identity:
         """The identity for ``key``, or a :class:`Problem` saying why not.
 
-        The hot path is one salted SHA-256 and one dict look-up: a verdict is cached under
+        The hot path is two string hashes and one dict look-up: a verdict is cached under
         the key's cache token (:class:`~envroute.keys.CacheToken`), and since the token
         fixes the key, everything that depends only on the key (format, checksum, prefix,
         environment) is decided once, on the miss, before the store is asked. Only the

@@ -142,3 +142,24 @@ def test_request_ids_are_unique_and_a_forked_worker_draws_its_own() -> None:
     os.waitpid(pid, 0)
     assert re.fullmatch(r"req_[0-9a-f]{24}", child)
     assert child[:16] != ids[-1][:16]  # another prefix: workers never share a sequence
+
+
+def test_the_caches_hold_no_key_and_name_keys_differently_in_each_process(store_url: str
+                                                                         ) -> None:
+    from envroute.keys import CacheToken, generate_secret
+
+    router = gateway(store_url, text_app("app"))
+    key = KeyManager(router.store, router.settings).create("sandbox").secret
+    unknown = generate_secret("sk_test_")  # a key nobody issued, its checksum right
+    client = Client(router)
+    assert [client.get("/", headers={"Authorization": f"Bearer {key}"}).status_code
+            for _ in range(2)] == [200, 200]
+    assert client.get("/", headers={"Authorization": f"Bearer {unknown}"}).status_code == 401
+    verifier = router.authenticator.api_keys
+    held = repr([*verifier.verified.entries.items(), *verifier.refused.entries.items()])
+    assert len(verifier.verified.entries) == 1 and len(verifier.refused.entries) == 1
+    assert key not in held and key[8:] not in held and unknown[8:] not in held
+    # the name is keyed per process (a salt drawn at start): not a function of the key alone
+    assert CacheToken()(key) != CacheToken()(key)
+    assert verifier.token(key) in verifier.verified.entries
+    router.close()
