@@ -213,9 +213,13 @@ class PostgresStore(SQLStore, InvalidationSource):
             raise StoreUnavailable(f"PostgreSQL store: {first_line(exc)}") from exc
 
     def _all(self, template: str, params: Sequence[Any] = ()) -> list[Mapping[str, Any]]:
-        """A read, retried once when its connection turned out broken (the server
-        restarted since it was pooled; the pool discards such connections)."""
-        for attempt in range(2):
+        """A read, retried when its connection turned out broken (the server restarted,
+        or every connection was reset, since it was pooled; the pool discards each such
+        connection). Every pooled connection may be dead, so up to one retry per
+        connection the pool can hold: a dead connection fails at once, and a server that
+        does not answer is a deadline or a pool timeout, which are not retried."""
+        attempts = self.max_size + 1
+        for attempt in range(attempts):
             try:
                 return super()._all(template, params)
             except StoreUnavailable as exc:
@@ -223,7 +227,7 @@ class PostgresStore(SQLStore, InvalidationSource):
                 retry = (isinstance(cause, psycopg.OperationalError)
                          and not isinstance(cause, PoolTimeout)
                          and not isinstance(cause, psycopg.errors.QueryCanceled))
-                if not retry or attempt:
+                if not retry or attempt == attempts - 1:
                     raise
         raise AssertionError("unreachable")
 

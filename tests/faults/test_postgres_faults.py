@@ -163,3 +163,23 @@ def test_a_change_made_while_postgres_restarts_twice_is_honoured_after_recovery(
     # served from the cache, or (once a reconnect dropped it, during the next outage) 503
     assert set(load.counts) <= {"200", "503 store_unavailable"}, load.counts
     assert honoured < 1.0 + 4.0, f"honoured only after {honoured:.1f} s"  # §11 + slack
+
+
+def test_a_read_after_every_pooled_connection_died_is_answered(
+        pg: tuple[str, Forwarder]) -> None:
+    """A server restarted, or a partition healed with every connection reset: the pool
+    still holds the dead connections. The next read is answered, however many there are
+    (it was retried once: with two dead connections pooled, a cached key re-verified after
+    the listener's reconnect was a 503)."""
+    direct, forwarder = pg
+    store = PostgresStore(through(direct, forwarder))
+    try:
+        assert store.lookup(b"\0" * 32) is None  # the pool is open and answers
+        pool = store._pool_for_process()
+        held = [pool.getconn(timeout=10) for _ in range(3)]  # three idle connections
+        for connection in held:
+            pool.putconn(connection)
+        forwarder.reset()
+        assert store.lookup(b"\0" * 32) is None
+    finally:
+        store.close()
