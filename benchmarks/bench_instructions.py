@@ -226,7 +226,9 @@ def under_gunicorn(seconds: int, rounds: int) -> None:
                     command = [str(Path(sys.executable).parent / "gunicorn"),
                                "bench_instructions:served()", "--pythonpath", str(HERE),
                                "--bind", f"127.0.0.1:{port}", "--workers", "1",
-                               "--worker-class", worker, "--threads", "4",
+                               # (gunicorn runs gthread for "sync" with threads > 1)
+                               "--worker-class", worker,
+                               "--threads", "4" if worker == "gthread" else "1",
                                "--log-level", "warning"]
                     env = {**os.environ, "BENCH_MODE": mode, "BENCH_DIR": str(directory),
                            "BENCH_KEY_FILE": str(key_file)}
