@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import quote
 from django.db.models import QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest, HttpResponse
@@ -91,11 +92,11 @@ class CustomerAdmin(_CustomerAdmin):
         records = managers_for_none().customers.keys(obj.pk)
         if not records:
             return "no keys yet"
+        page = "admin:django_envroute_apikey_change"  # ids escaped as the admin's own links
         rows = format_html_join("", "<tr><td><a href=\"{}\">{}</a></td><td>{}</td>"
                                 "<td>{}</td><td>{}</td></tr>",
-                                ((reverse("admin:django_envroute_apikey_change", args=[k.id]),
-                                  k.id, k.environment, k.status(), k.display)
-                                 for k in records))
+                                ((reverse(page, args=[quote(k.id)]), k.id, k.environment,
+                                  k.status(), k.display) for k in records))
         return format_html("<table><tr><th>key</th><th>environment</th><th>status</th>"
                            "<th>secret</th></tr>{}</table>", rows)
 

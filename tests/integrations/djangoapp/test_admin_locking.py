@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from django.contrib.admin.utils import quote
 from django.contrib.auth import get_user_model
 from django.db import connections
 from django.test import Client, override_settings
@@ -113,7 +114,7 @@ def test_a_form_waits_for_another_processs_write(admin: Client, writer: Writer, 
     key = set_up()
     writer.begin()
     threading.Timer(0.5, writer.commit).start()
-    response = admin.post(url.format(key=key), CHANGE)  # a 500 at once before the fix
+    response = admin.post(url.format(key=quote(key)), CHANGE)  # a 500 at once before the fix
     assert response.status_code == 302, response.content.decode()[-3000:]
     assert name(key) == "after"
 
@@ -125,12 +126,12 @@ def test_with_atomic_requests_a_refused_save_is_a_message(
     key = set_up()
     monkeypatch.setitem(connections[ALIAS].settings_dict, "ATOMIC_REQUESTS", True)
     writer.begin()
-    response = admin.post(url.format(key=key), CHANGE)
+    response = admin.post(url.format(key=quote(key)), CHANGE)
     assert response.status_code == 302  # back to the form, not a 500
-    assert response["Location"] == url.format(key=key)
+    assert response["Location"] == url.format(key=quote(key))
     writer.commit()
     page = admin.get(response["Location"]).content.decode()
     assert "Not saved" in page and "database is locked" in page and "envroute.W022" in page
     assert name(key) == "before"
-    assert admin.post(url.format(key=key), CHANGE).status_code == 302  # nobody writing
+    assert admin.post(url.format(key=quote(key)), CHANGE).status_code == 302  # nobody writing
     assert name(key) == "after"
