@@ -13,7 +13,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from envroute import EnvRouter, KeyManager
+from envroute import ConfigError, EnvRouter, KeyManager
 from envroute.stores.base import Change
 from envroute.typing import StartResponse, WSGIEnvironment
 
@@ -21,6 +21,9 @@ from .conf import conf
 
 _lock = threading.Lock()
 _router: EnvRouter | None = None
+#: The thread building the gateway, while it does: a module it imports (a backend's
+#: ``app``) that asks for the gateway at import time would otherwise wait for itself.
+_builder: int | None = None
 
 
 def django_app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -31,13 +34,21 @@ def django_app(environ: WSGIEnvironment, start_response: StartResponse) -> Itera
 
 def get_router() -> EnvRouter:
     """The process's gateway; a :class:`envroute.ConfigError` if ``ENVROUTE`` is unusable."""
-    global _router
+    global _router, _builder
     router = _router
     if router is None:
+        if _builder == threading.get_ident():
+            raise ConfigError("the gateway was asked for while it was being built: a module "
+                              "it imports (a backend's app) asks for it at import time; "
+                              "ask inside a function instead", source="settings.ENVROUTE")
         with _lock:
             router = _router
             if router is None:
-                router = _router = EnvRouter(django_app, conf.config)
+                _builder = threading.get_ident()
+                try:
+                    router = _router = EnvRouter(django_app, conf.config)
+                finally:
+                    _builder = None
     return router
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -216,6 +217,27 @@ def test_a_broken_config_stops_the_server_at_start_up() -> None:
     with override_settings(ENVROUTE={**_config(), "secret": "short"}), \
             pytest.raises(ImproperlyConfigured, match="secret: must be at least 32"):
         Client().get("/health")
+
+
+def test_a_backend_asking_for_the_gateway_as_it_is_imported_is_told_why() -> None:
+    from django_envroute.gateway import get_router
+
+    config = {**_config(), "backends": {
+        "sandbox": {"app": "tests.integrations.djangoapp.eager:app"}}}
+    outcome: list[BaseException] = []
+
+    def build() -> None:
+        try:
+            get_router()
+        except BaseException as exc:  # handed to the test's thread
+            outcome.append(exc)
+
+    with override_settings(ENVROUTE=config):
+        builder = threading.Thread(target=build, daemon=True)
+        builder.start()
+        builder.join(timeout=60)
+        assert not builder.is_alive(), "get_router() waited for itself"
+    assert len(outcome) == 1 and "asked for while it was being built" in str(outcome[0])
 
 
 def _config() -> dict[str, Any]:
