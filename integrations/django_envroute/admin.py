@@ -46,9 +46,9 @@ if TYPE_CHECKING:
     # What get_fields() returns: field names, or groups of them shown on one line.
     from django.contrib.admin.options import _FieldGroups
 
-    _APIKeyModelAdmin = admin.ModelAdmin[APIKey]
+    _StoreModelAdmin = admin.ModelAdmin[Any]
 else:
-    _APIKeyModelAdmin = admin.ModelAdmin
+    _StoreModelAdmin = admin.ModelAdmin
 
 SHOWN_ONCE = ("Store it somewhere safe now: you will not be able to see it again.")
 GRACE_CHOICES = (("0s", "no time: retire it now"), ("1h", "1 hour"), ("24h", "24 hours"),
@@ -136,8 +136,24 @@ def confirm(modeladmin: Any, request: HttpRequest, queryset: QuerySet[Any], *, a
         "timing": timing, "grace_choices": GRACE_CHOICES if grace else ()})
 
 
+class StoreModelAdmin(_StoreModelAdmin):
+    """An admin for what the store keeps (keys, customers): never deleted (revoke or
+    disable instead, which keeps the record for audit), and forms saved through
+    :func:`save_form`."""
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def changeform_view(self, request: HttpRequest, object_id: str | None = None,
+                        form_url: str = "", extra_context: dict[str, Any] | None = None
+                        ) -> HttpResponse:
+        view = super().changeform_view
+        return save_form(self, request, lambda: view(request, object_id, form_url,
+                                                     extra_context))
+
+
 @admin.register(APIKey)
-class APIKeyAdmin(_APIKeyModelAdmin):
+class APIKeyAdmin(StoreModelAdmin):
     list_display = ("id", "name", "environment", "display_key", "key_status", "created_at",
                     "expires_at", "last_used_at")
     list_filter = ("environment", ("revoked_at", admin.EmptyFieldListFilter))
@@ -174,16 +190,6 @@ class APIKeyAdmin(_APIKeyModelAdmin):
         return ["id", "display_key", "name", "environment", "metadata", "scopes",
                 "key_status", "usage", "revoke", "confirm_revoke", "created_at",
                 "expires_at", "revoked_at", "last_used_at"]
-
-    def has_delete_permission(self, request: HttpRequest, obj: APIKey | None = None) -> bool:
-        return False
-
-    def changeform_view(self, request: HttpRequest, object_id: str | None = None,
-                        form_url: str = "", extra_context: dict[str, Any] | None = None
-                        ) -> HttpResponse:
-        view = super().changeform_view
-        return save_form(self, request, lambda: view(request, object_id, form_url,
-                                                     extra_context))
 
     def save_model(self, request: HttpRequest, obj: APIKey, form: ModelForm[APIKey],
                    change: bool) -> None:

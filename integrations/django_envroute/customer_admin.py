@@ -21,7 +21,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import quote
 from django.db.models import QuerySet
 from django.forms import ModelForm
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
@@ -30,7 +30,7 @@ from envroute.commandtools import TAKES_EFFECT
 from envroute.customers import CUSTOMER_ID
 
 from . import models
-from .admin import apply_each, managers_for, save_form, usage_html
+from .admin import StoreModelAdmin, apply_each, managers_for, usage_html
 from .forms import clean_metadata, clean_name
 
 #: The 0.2 models (``django://`` store, migration 0002); looked up so this module also
@@ -41,11 +41,10 @@ AuditEntry: Any = getattr(models, "AuditEntry", None)
 if TYPE_CHECKING:
     from django.contrib.admin.options import _FieldGroups
 
-    _CustomerAdmin = admin.ModelAdmin[Any]
     _AuditAdmin = admin.ModelAdmin[Any]
     _CustomerForm = forms.ModelForm[Any]
 else:
-    _CustomerAdmin = _AuditAdmin = admin.ModelAdmin
+    _AuditAdmin = admin.ModelAdmin
     _CustomerForm = forms.ModelForm
 
 
@@ -71,7 +70,7 @@ class CustomerForm(_CustomerForm):
         return clean_name(self.cleaned_data.get("name"), self)
 
 
-class CustomerAdmin(_CustomerAdmin):
+class CustomerAdmin(StoreModelAdmin):
     form = CustomerForm
     list_display = ("id", "name", "customer_status", "metadata_text", "created_at")
     search_fields = ("id", "name")
@@ -109,17 +108,6 @@ class CustomerAdmin(_CustomerAdmin):
             return ["id", "name", "metadata"]
         return ["name", "metadata", "customer_status", "created_at", "disabled_at", "keys",
                 "usage"]
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None
-                              ) -> bool:
-        return False
-
-    def changeform_view(self, request: HttpRequest, object_id: str | None = None,
-                        form_url: str = "", extra_context: dict[str, Any] | None = None
-                        ) -> HttpResponse:
-        view = super().changeform_view
-        return save_form(self, request, lambda: view(request, object_id, form_url,
-                                                     extra_context))
 
     def save_model(self, request: HttpRequest, obj: Any, form: ModelForm[Any],
                    change: bool) -> None:
