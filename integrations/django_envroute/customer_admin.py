@@ -30,7 +30,7 @@ from envroute.commandtools import TAKES_EFFECT
 from envroute.customers import CUSTOMER_ID
 
 from . import models
-from .admin import StoreModelAdmin, apply_each, managers_for, usage_html
+from .adminkit import StoreModelAdmin, apply_each, managers_for, usage_html
 from .forms import clean_metadata, clean_name
 
 #: The 0.2 models (``django://`` store, migration 0002); looked up so this module also
