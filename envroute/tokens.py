@@ -177,7 +177,9 @@ class _JwksKeys:
             self._failed_until = now + JWKS_RETRY_SECONDS
             # PyJWT's message repeats the URL, query string and all: never passed on
             raise StoreUnavailable(f"the JWKS at {self.url} cannot be fetched") from None
-        except (PyJWKClientError, PyJWKSetError):
+        except (PyJWKClientError, PyJWKSetError, ValueError):
+            # ValueError: a body that is not JSON (an HTML error page answered 200), which
+            # PyJWT lets through as json's own error: without it, a 502 and a traceback
             self._failed_until = now + JWKS_RETRY_SECONDS
             raise StoreUnavailable(f"the JWKS at {self.url} is unusable") from None
 

@@ -289,6 +289,20 @@ def test_jwks_server_down_fails_closed_with_503(make_gateway: GatewayFactory,
         assert (status, body["code"]) == (503, "store_unavailable")  # type: ignore[index]
 
 
+def test_a_jwks_that_answers_no_json_fails_closed_with_503(
+        make_gateway: GatewayFactory, tmp_path: Path, jwks: Jwks) -> None:
+    """An identity provider answering an HTML error page with 200 is an outage of the key
+    set (503, retried at most every few seconds), not a 502 blamed on a backend."""
+    jwks.file.write_text("<html><body>Service Unavailable</body></html>")
+    gateway = make_gateway(config(f"sqlite:///{tmp_path / 'k.db'}", jwt={
+        "algorithms": ["RS256"], "jwks_url": jwks.url}))
+    token = jwt.encode(claims(), RSA_KEY, algorithm="RS256", headers={"kid": "k1"})
+    for _ in range(2):
+        status, body = call(gateway, token)
+        assert (status, body["code"]) == (503, "store_unavailable")  # type: ignore[index]
+    assert jwks.fetches == 1  # the second answer came without asking again
+
+
 def test_jwt_not_configured(make_gateway: GatewayFactory, tmp_path: Path) -> None:
     gateway = make_gateway(config(f"sqlite:///{tmp_path / 'k.db'}"))
     token = jwt.encode(claims(), RSA_KEY, algorithm="RS256")
