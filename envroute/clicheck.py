@@ -15,19 +15,10 @@ import json
 import sys
 from dataclasses import replace
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from .errors import ConfigError, EnvrouteError
 from .settings import APP_BACKEND, BackendSettings
-
-
-def redact_url(url: str) -> str:
-    """``postgresql://u:secret@h/db`` -> ``postgresql://u:***@h/db``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+from .urls import redact_url
 
 
 def settings_and_store(args: argparse.Namespace, *, app_given: bool = False) -> Any:

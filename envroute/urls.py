@@ -81,3 +81,27 @@ def check_store_url(url: str, known_schemes: frozenset[str]) -> None:
             urlsplit(url).port  # noqa: B018
         except ValueError:
             raise ValueError("the store URL has an invalid port") from None
+
+
+def redact_url(url: str, *, drop_query: bool = False) -> str:
+    """``url`` as it may be printed or logged: ``postgresql://u:secret@h/db`` ->
+    ``postgresql://u:***@h/db``, and a ``password=`` query parameter (libpq and redis-py
+    both read one) masked the same way. ``drop_query`` also drops the query string and the
+    fragment, for URLs where any parameter may be a token (a JWKS URL's ``access_token``).
+    Only what is masked changes (``sqlite:////abs.db`` keeps its four slashes).
+    """
+    base, mark, query = url.partition("?")
+    if drop_query:
+        mark = query = ""
+    base = base.partition("#")[0] if drop_query else base
+    netloc = urlsplit(base).netloc
+    if "@" in netloc:
+        userinfo, _, host = netloc.rpartition("@")
+        if ":" in userinfo:
+            masked = f"{userinfo.partition(':')[0]}:***@{host}"
+            base = base.replace(f"//{netloc}", f"//{masked}", 1)
+    if query:
+        query = "&".join(f"{item.partition('=')[0]}=***"
+                         if item.partition("=")[0].lower() == "password" else item
+                         for item in query.split("&"))
+    return base + mark + query
