@@ -26,15 +26,8 @@ Configured by ``[jwt]`` (contract §4), compiled once at start-up by
 
 Every failure is 401 ``invalid_token`` whose detail names the reason, never the token.
 
-A JWKS is fetched on first use, cached (``JWKS_LIFESPAN``), and fetched again when a
-token names an unknown ``kid`` (key rotation), at most once a minute
-(``JWKS_REFETCH_SECONDS``), so a stream of made-up ``kid`` values cannot flood the
-identity provider. When the JWKS cannot be fetched and no cached key set is at hand the
-gateway fails closed with 503 ``store_unavailable`` rather than 401: the token may well
-be good, the caller should retry, and a client must not throw away a valid token
-because the identity provider had an outage. Failed fetches are retried at most every
-``JWKS_RETRY_SECONDS``, answering 503 at once meanwhile. The JWKS URL is named in logs
-and errors without its query string, which may hold an access token.
+A JWKS is fetched, cached and fetched again on key rotation by :mod:`envroute.jwks`; when
+it cannot be had the gateway fails closed with 503 ``store_unavailable`` (see there).
 
 PyJWT 2.15 or later is required: older versions accept unknown ``crit`` header extensions
 (CVE-2026-32597, fixed in 2.12) and let a deeply nested header or payload raise
@@ -43,12 +36,9 @@ PyJWT 2.15 or later is required: older versions accept unknown ``crit`` header e
 
 from __future__ import annotations
 
-import logging
 import re
-import threading
-import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jwt
 from jwt.exceptions import (
@@ -61,29 +51,14 @@ from jwt.exceptions import (
     InvalidSignatureError,
     InvalidTokenError,
     MissingRequiredClaimError,
-    PyJWKClientConnectionError,
-    PyJWKClientError,
-    PyJWKSetError,
     PyJWTError,
 )
 
-from .errors import ConfigError, StoreUnavailable
+from .errors import ConfigError
 from .identity import Identity
+from .jwks import JwksKeys
 from .problems import Problem
 from .settings import JwtSettings, Settings
-
-if TYPE_CHECKING:
-    from jwt import PyJWK
-
-logger = logging.getLogger("envroute")
-
-#: How long a fetched JWKS is trusted before it is fetched again on the next token.
-JWKS_LIFESPAN = 300.0
-#: An unknown ``kid`` fetches the JWKS again at most this often (contract §4).
-JWKS_REFETCH_SECONDS = 60.0
-#: After a failed fetch, answer 503 without trying again for this long.
-JWKS_RETRY_SECONDS = 5.0
-JWKS_TIMEOUT = 5.0
 
 #: The minimum HMAC secret per algorithm (RFC 7518 §3.2: at least the hash's size).
 _HMAC_MIN_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
@@ -142,60 +117,7 @@ def _check_metadata(value: object, claim: str, depth: int = 0) -> None:
             _check_metadata(item, claim, depth + 1)
 
 
-def redact_url(url: str) -> str:
-    """``url`` without its query string and fragment (they may hold a token)."""
-    return url.partition("?")[0].partition("#")[0]
-
-
 # -- where keys come from ---------------------------------------------------------------
-
-
-class _JwksKeys:
-    """Signing keys from a JWKS URL through :class:`jwt.PyJWKClient`, rate-limited."""
-
-    def __init__(self, url: str, *, refetch_interval: float | None = None) -> None:
-        # PyJWKClient's own cooldown is off: the rate limit below also covers failed
-        # fetches, which PyJWKClient would retry on every request.
-        self.client = jwt.PyJWKClient(url, cache_jwk_set=True, lifespan=JWKS_LIFESPAN,
-                                      timeout=JWKS_TIMEOUT, cooldown_duration=0)
-        self.url = redact_url(url)  # for messages: the query string may hold a token
-        self.refetch_interval = (JWKS_REFETCH_SECONDS if refetch_interval is None
-                                 else refetch_interval)
-        self._next_refetch = 0.0
-        self._failed_until = 0.0
-        self._lock = threading.Lock()
-
-    def _signing_keys(self, refresh: bool = False) -> list[PyJWK]:
-        now = time.monotonic()
-        cache = self.client.jwk_set_cache
-        fresh = cache is not None and cache.get() is not None
-        if (refresh or not fresh) and now < self._failed_until:
-            raise StoreUnavailable(f"the JWKS at {self.url} could not be fetched recently")
-        try:
-            return self.client.get_signing_keys(refresh=refresh)
-        except PyJWKClientConnectionError:
-            self._failed_until = now + JWKS_RETRY_SECONDS
-            # PyJWT's message repeats the URL, query string and all: never passed on
-            raise StoreUnavailable(f"the JWKS at {self.url} cannot be fetched") from None
-        except (PyJWKClientError, PyJWKSetError, ValueError):
-            # ValueError: a body that is not JSON (an HTML error page answered 200), which
-            # PyJWT lets through as json's own error: without it, a 502 and a traceback
-            self._failed_until = now + JWKS_RETRY_SECONDS
-            raise StoreUnavailable(f"the JWKS at {self.url} is unusable") from None
-
-    def key_for(self, header: Mapping[str, Any]) -> PyJWK:
-        kid = header.get("kid")
-        if not isinstance(kid, str) or not kid:
-            raise _invalid("the token's header names no key (kid)")
-        with self._lock:
-            match = jwt.PyJWKClient.match_kid(self._signing_keys(), kid)
-            if match is None and time.monotonic() >= self._next_refetch:
-                self._next_refetch = time.monotonic() + self.refetch_interval
-                logger.info("JWT names unknown kid %r; fetching the JWKS again", kid[:64])
-                match = jwt.PyJWKClient.match_kid(self._signing_keys(refresh=True), kid)
-        if match is None:
-            raise _invalid("the token's key (kid) is not one the identity provider publishes")
-        return match
 
 
 def _load_public_key(pem: str, index: int, source: str) -> tuple[Any, tuple[str, ...]]:
@@ -235,10 +157,10 @@ class JwtVerifier:
         self.environments = environments
         self.algorithms = list(settings.algorithms)
         self._jwt = jwt.PyJWT({"require": ["exp"], "verify_aud": bool(settings.audience)})
-        self._jwks: _JwksKeys | None = None
+        self._jwks: JwksKeys | None = None
         self._static: list[tuple[Any, list[str]]] = []
         if settings.jwks_url:
-            self._jwks = _JwksKeys(settings.jwks_url, refetch_interval=refetch_interval)
+            self._jwks = JwksKeys(settings.jwks_url, refetch_interval=refetch_interval)
         elif settings.public_keys:
             for index, pem in enumerate(settings.public_keys):
                 key, families = _load_public_key(pem, index, source)

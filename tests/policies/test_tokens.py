@@ -245,7 +245,7 @@ def test_jwks_rotation_refetches_at_most_once_per_interval(
     make_gateway: GatewayFactory, tmp_path: Path, jwks: Jwks,
     monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("envroute.tokens.JWKS_REFETCH_SECONDS", 1.5)
+    monkeypatch.setattr("envroute.jwks.JWKS_REFETCH_SECONDS", 1.5)
     gateway = make_gateway(config(f"sqlite:///{tmp_path / 'k.db'}", jwt={
         "algorithms": ["RS256", "ES256"], "jwks_url": jwks.url}))
     first = jwt.encode(claims(), RSA_KEY, algorithm="RS256", headers={"kid": "k1"})
