@@ -3,7 +3,9 @@
 ``check`` is what an operator trusts before a deploy, so it says only what it verified:
 the config (validated in one pass), the store (its URL printed without a password; its
 secrets checked against ``secret`` and ``previous_secrets``), every URL backend reached
-(configured and stored), and the lints of §17 (warnings; ``--strict`` makes them fail).
+(configured and stored), a Redis rate-limit storage reached and a JWKS URL fetched (each
+is what every request it concerns depends on), and the lints of §17 (warnings;
+``--strict`` makes them fail).
 ``explain`` is a dry run of the request's path that also says where each metadata value
 came from (the customer or the key), since effective metadata is what routing sees.
 """
@@ -133,6 +135,34 @@ def _stored_backends(router: Any) -> list[dict[str, Any]]:
     return results
 
 
+def _outside(router: Any) -> list[dict[str, Any]]:
+    """Reach what requests depend on besides the store and backends: a Redis rate-limit
+    storage (counted once, as a request counts) and a JWKS URL (fetched, its keys
+    counted). With either down every request it concerns fails, so each fails ``check``;
+    a ``memory://`` storage or keys in the config have nothing to reach and no line."""
+    from .errors import StoreUnavailable
+
+    parts: list[tuple[str, str, Any]] = []
+    for policy in router.policies:
+        if hasattr(policy, "reach"):  # the rate-limit policy, built when rules exist
+            shown = redact_url(policy.settings.storage, drop_query=True)
+            parts.append(("rate limits", shown, policy.reach))
+    tokens = router.authenticator.tokens
+    if tokens is not None and tokens.jwks_url:
+        parts.append(("jwt", tokens.jwks_url, tokens.reach))
+    results = []
+    for name, shown, reach in parts:
+        try:
+            detail = reach()
+        except StoreUnavailable as exc:
+            cause = str(exc).removeprefix("rate-limit storage unavailable: ")
+            results.append({"name": name, "ok": False, "detail": f"{shown}: {cause}"})
+            continue
+        if detail is not None:
+            results.append({"name": name, "ok": True, "detail": f"{shown}: {detail}"})
+    return results
+
+
 def _hooks(settings: Any) -> list[dict[str, Any]]:
     """Import ``[events] hooks`` as every command that changes something will, so a hook
     that cannot be imported fails ``check`` instead of the first ``keys create``."""
@@ -170,6 +200,7 @@ def check(args: argparse.Namespace) -> int:
     for name, backend in sorted(router.backends.items()):
         results.append(_reach(name, backend))
     results.extend(_stored_backends(router))
+    results.extend(_outside(router))
     results.extend(_hooks(router.settings))
     warnings = _lints(router)
     if previous:  # a lint of §17 as well: --strict fails until the store is re-hashed

@@ -140,6 +140,28 @@ class RateLimitPolicy:
         if counter is not None and self._pid == os.getpid():
             counter.close()
 
+    def reach(self) -> str | None:
+        """For ``envroute check``: count once in a Redis storage exactly as a request does
+        (the same client, timeouts and script) and say how long it took; None for
+        ``memory://``, which has nothing to reach.
+
+        The count is under a key of its own (``envroute/check``) that expires within two
+        seconds, so no caller's limit is touched. It proves more than a ``PING``: the
+        password, the script (``EVALSHA``, which some managed services refuse) and a
+        writable primary (a replica or a full ``maxmemory`` refuses writes). Raises
+        :class:`StoreUnavailable` with the cause (never the URL's password).
+        """
+        if not self.settings.storage.startswith("redis"):
+            return None
+        started = time.perf_counter()
+        try:
+            counter = self.limiter()
+        except ValueError as exc:  # redis-py's own reading of the URL (a port not a number)
+            raise StoreUnavailable(f"not a usable Redis URL: {exc}") from None
+        counter.acquire([Check(f"{NAMESPACE}/check", 1_000_000, 1)], time.time(), False)
+        elapsed = (time.perf_counter() - started) * 1000
+        return f"reached, the rate-limit script ran in {elapsed:.0f} ms"
+
     # -- the request ------------------------------------------------------------------
 
     def _limits(self, rule: _Rule, identity: Identity) -> tuple[Limit, ...]:

@@ -28,6 +28,7 @@ Every failure is 401 ``invalid_token`` whose detail names the reason, never the 
 
 A JWKS is fetched, cached and fetched again on key rotation by :mod:`envroute.jwks`; when
 it cannot be had the gateway fails closed with 503 ``store_unavailable`` (see there).
+:meth:`JwtVerifier.reach` is what ``envroute check`` asks of it.
 
 PyJWT 2.15 or later is required: older versions accept unknown ``crit`` header extensions
 (CVE-2026-32597, fixed in 2.12) and let a deeply nested header or payload raise
@@ -177,6 +178,19 @@ class JwtVerifier:
                                   f"{', '.join(self.algorithms)}", key="jwt.secret",
                                   source=source)
             self._static.append((settings.secret, self.algorithms))
+
+    def reach(self) -> str | None:
+        """For ``envroute check``: ``jwks_url`` fetched now and described in one line
+        (``"2 signing keys (ES256, RS256)"``); None when the keys are in the config.
+        Raises :class:`StoreUnavailable` with the cause when no token could be checked."""
+        if self._jwks is None:
+            return None
+        return self._jwks.reach(self.algorithms)
+
+    @property
+    def jwks_url(self) -> str:
+        """``jwks_url`` as it may be printed: no query string, no password ("" if none)."""
+        return self._jwks.url if self._jwks is not None else ""
 
     def verify(self, token: str) -> Identity:
         try:

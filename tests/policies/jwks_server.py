@@ -2,7 +2,8 @@
 
     python -m tests.policies.jwks_server JWKS_FILE COUNT_FILE PORT
 
-The test rewrites JWKS_FILE to rotate keys; every GET appends a line to COUNT_FILE.
+The test rewrites JWKS_FILE to rotate keys (or to any body: it is served as it is) and
+removes it for a 404; every GET appends a line to COUNT_FILE.
 """
 
 from __future__ import annotations
@@ -17,10 +18,13 @@ def main() -> None:
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            body = jwks.read_bytes()
             with count.open("a") as handle:
                 handle.write("GET\n")
-            self.send_response(200)
+            try:
+                body, status = jwks.read_bytes(), 200
+            except FileNotFoundError:
+                body, status = b"not found", 404
+            self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
