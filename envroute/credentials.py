@@ -69,14 +69,19 @@ class CredentialReader:
         """Remove the credential from the environ so no backend ever receives it.
 
         The risk is every copy a backend can read: the ``Authorization`` and API key
-        headers, the query parameter in ``QUERY_STRING`` and in the raw request URI the
-        server provides (``RAW_URI``, ``REQUEST_URI``: backends and frameworks log them),
+        headers (``Authorization`` whatever its scheme, when it holds the key), the query
+        parameter in ``QUERY_STRING`` and in the raw request URI the server provides
+        (``RAW_URI``, ``REQUEST_URI``: backends and frameworks log them),
         and a ``Referer`` that repeats it (a browser sends the page's own URL, key and
         all, with the next request). A ``Referer`` that still holds the secret once the
         parameter is gone (in its path, say) is dropped whole.
         """
         if credential.where in ("bearer", "basic"):
             environ.pop("HTTP_AUTHORIZATION", None)
+        elif credential.value in environ.get("HTTP_AUTHORIZATION", ""):
+            # the key also sent under a scheme that is not read (``Token sk_…``, a client
+            # sending ``Authorization`` as well as the key header): still the credential
+            environ.pop("HTTP_AUTHORIZATION")
         environ.pop(self.header_key, None)
         if self.query_param:
             query = environ.get("QUERY_STRING", "")

@@ -158,3 +158,31 @@ def test_under_gunicorn_the_raw_uri_is_clean(tmp_path: Path, primary: Upstream,
         echo = echoed(response.content)
         assert echo["target"] == "/v1/x?a=1&b=2"
         assert header_map(echo)["referer"] == ["https://shop.example/cart"]
+
+
+@pytest.mark.parametrize("sent", [
+    pytest.param({"headers": {"X-API-Key": "{key}"}}, id="api-key-header"),
+    pytest.param({"query_string": "api_key={key}"}, id="query-parameter"),
+])
+@pytest.mark.parametrize("authorization", ["Token {key}", "Digest username={key}"])
+def test_the_key_in_an_authorization_header_of_another_scheme_is_removed_too(
+        router: EnvRouter, sent: dict[str, Any], authorization: str) -> None:
+    """A client that sends the key in the API key header (or the query) and also as
+    ``Authorization: Token <key>``, a scheme the gateway does not read: the key is still the
+    credential, and neither backend may receive it."""
+    for where, key in keys_for(router).items():
+        request = {name: ({k: v.format(key=key) for k, v in value.items()}
+                          if isinstance(value, dict) else value.format(key=key))
+                   for name, value in sent.items()}
+        request.setdefault("headers", {})["Authorization"] = authorization.format(key=key)
+        response = Client(router).get("/v1/charges", **request)
+        assert response.status_code == 200, response.data
+        assert not leaks(response.get_data(as_text=True), key), where
+
+
+def test_an_authorization_header_without_the_key_still_reaches_the_backend(
+        router: EnvRouter) -> None:
+    key = keys_for(router)["local"]
+    response = Client(router).get("/v1/charges", headers={
+        "X-API-Key": key, "Authorization": "Token upstream-session"})
+    assert json.loads(response.data)["HTTP_AUTHORIZATION"] == "Token upstream-session"
