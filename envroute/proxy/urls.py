@@ -3,7 +3,7 @@
 The upstream URL is always the backend's own origin (validated once, at construction)
 followed by a path this module encodes itself, so absolute-form request targets, ``//host``
 paths, ``@``, ``%2F%2F``, backslashes, ``Host`` or ``X-Forwarded-Host`` cannot send a
-request anywhere else. On the way back, URLs at the backend's origin (``Location``,
+request anywhere else. On the way back, URLs at the backend's host (``Location``,
 ``Content-Location``, ``Link``, ``Refresh``) become paths on the gateway, so no response
 names the backend's host.
 """
@@ -150,20 +150,20 @@ class Upstream:
     def rewrite_url(self, location: str, environ: WSGIEnvironment) -> str:
         """A URL into this backend, as a path on the gateway; others unchanged.
 
-        Absolute URLs at the backend's origin and paths under the backend URL's path
-        are mapped back under ``SCRIPT_NAME`` and ``strip_prefix``. The result never
-        starts with ``//`` or ``/\\``, which browsers would read as another host.
+        Absolute URLs at the backend's host (any scheme or port) and paths under the
+        backend URL's path are mapped back under ``SCRIPT_NAME`` and ``strip_prefix``.
+        The result never starts with ``//`` or ``/\\``, which browsers would read as
+        another host.
         """
         try:
             parts = urlsplit(location)
-            port = parts.port
         except ValueError:
             return location
         if parts.netloc:
-            scheme = (parts.scheme or self.scheme).lower()
-            default = 443 if scheme == "https" else 80
-            if scheme != self.scheme or (parts.hostname, port or default) != (
-                    self.hostname, self.port):
+            # The backend's host, whatever the scheme or port, is the backend: one told
+            # ``X-Forwarded-Proto: https`` builds ``https://`` URLs with the ``Host`` it
+            # was sent (its own), and no caller can reach a backend's host anyway.
+            if parts.hostname != self.hostname:
                 return location
         elif parts.scheme or not parts.path.startswith("/"):
             return location

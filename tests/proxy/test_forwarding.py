@@ -134,11 +134,14 @@ def test_content_encoding_passes_through_undecoded(client: Client, keys: dict[st
     pytest.param("/base/login", "/sandbox/login", id="path-into-the-backend"),
     pytest.param("https://example.com/elsewhere", "https://example.com/elsewhere",
                  id="external"),
+    pytest.param("https://127.0.0.1:{port}/base/next", "/sandbox/next",
+                 id="backend-host-as-https"),  # what a backend told X-Forwarded-Proto builds
+    pytest.param("http://127.0.0.1/base/next", "/sandbox/next", id="backend-host-other-port"),
 ])
 def test_redirects_come_back_unfollowed_and_never_name_the_backend(
         client: Client, keys: dict[str, str], primary: Upstream, location: str,
         expected: str) -> None:
-    location = location.format(upstream=primary.url)
+    location = location.format(upstream=primary.url, port=primary.port)
     response = client.get("/sandbox/start", headers=auth(
         keys["based"], **{"X-Upstream-Do": f"redirect:{location}"}))
     assert response.status_code == 302

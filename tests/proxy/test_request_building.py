@@ -130,10 +130,13 @@ def test_bad_backend_urls_stop_start_up(url: str, reason: str) -> None:
                  id="never-a-network-path"),
     pytest.param("/other", "/other", id="path-outside-base"),
     pytest.param("https://example.com/x", "https://example.com/x", id="external"),
-    pytest.param("http://127.0.0.1:9001/base/x", "http://127.0.0.1:9001/base/x",
-                 id="other-port"),
-    pytest.param("https://127.0.0.1:9000/base/x", "https://127.0.0.1:9000/base/x",
-                 id="other-scheme"),
+    # the backend's host under another scheme (it was told X-Forwarded-Proto: https) or
+    # port still names the backend (contract §7): a path on the gateway too
+    pytest.param("http://127.0.0.1:9001/base/x", "/sandbox/x", id="other-port"),
+    pytest.param("https://127.0.0.1:9000/base/x", "/sandbox/x", id="other-scheme"),
+    pytest.param("https://127.0.0.1/base/x?y=1", "/sandbox/x?y=1", id="other-default-port"),
+    pytest.param("http://127.0.0.2:9000/base/x", "http://127.0.0.2:9000/base/x",
+                 id="another-host"),
     pytest.param("next", "next", id="relative-path"),
     pytest.param("http://[::1", "http://[::1", id="unparseable"),
 ])
@@ -146,7 +149,8 @@ def test_location_without_a_base_path_or_prefix() -> None:
     assert plain.rewrite_location("http://127.0.0.1:9000/x?y", environ("/")) == "/x?y"
     assert plain.rewrite_location("http://127.0.0.1:9000//evil.example", environ("/")) \
         == "/evil.example"
-    assert plain.rewrite_location("http://127.0.0.1/x", environ("/")) == "http://127.0.0.1/x"
+    assert plain.rewrite_location("https://127.0.0.1/x", environ("/")) == "/x"
+    assert plain.rewrite_location("http://localhost/x", environ("/")) == "http://localhost/x"
 
 
 def sent_to(upstream: Upstream, proxy: ProxyBackend, env: dict[str, Any],
