@@ -284,4 +284,6 @@ class MetricsEndpoint:
                            "the metrics path needs Authorization: Bearer <metrics token>")
         if hmac.compare_digest(sent.strip().encode("utf-8", "surrogateescape"), self._token):
             return None
-        return Problem("invalid_token", "this is not the metrics token")
+        # §17: anything but the token is 401 missing_credentials (not invalid_token, a
+        # JWT's refusal): the credential this path needs was not sent
+        return Problem("missing_credentials", "this is not the metrics token")
