@@ -144,8 +144,20 @@ class Managed:
             return self
         twin = copy.copy(self)
         twin.recorder = copy.copy(self.recorder)
-        twin.recorder.actor = actor
+        twin.recorder.actor = checked_actor(actor, self.settings)
         return twin
+
+
+def checked_actor(actor: str, settings: Settings) -> str:
+    """``actor`` as the audit log may keep it. A secret given as ``--actor`` (pasted in
+    the wrong place) would be stored in every record and shown by every ``audit``, so it
+    is refused, and shown as ``prefix…last4``, before anything changes (§3)."""
+    from .guards import KeyUsageError, looks_like_secret, safe_id
+
+    if looks_like_secret(actor, settings):
+        raise KeyUsageError(f"{safe_id(actor, settings)} is a secret, not an actor name "
+                            "(if it leaked: envroute keys revoke --secret -)")
+    return actor
 
 
 class Recorder:
@@ -157,7 +169,7 @@ class Recorder:
         self.store = store
         self.settings = settings
         self.notify = notify
-        self.actor = actor or default_actor()
+        self.actor = checked_actor(actor, settings) if actor else default_actor()
         self._hooks: tuple[Hook, ...] | None = None
 
     def hooks(self) -> tuple[Hook, ...]:

@@ -40,7 +40,7 @@ class Parser(argparse.ArgumentParser):
     cause, and where the usage is, instead of the usage block and then the cause."""
 
     def error(self, message: str) -> NoReturn:
-        message = _SECRET_LIKE.sub(_masked, " ".join(message.split()))
+        message = one_line(message)
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
@@ -52,6 +52,14 @@ _SECRET_LIKE = re.compile(r"(?<![A-Za-z0-9_])(?!key_)([a-z][a-z0-9]*(?:_[a-z0-9]
 
 def _masked(match: re.Match[str]) -> str:
     return f"{match.group(1)}…{match.group(2)}"
+
+
+def one_line(text: str) -> str:
+    """``text`` as a failure's one line: whitespace (newlines) collapsed, and anything
+    that may be a secret shown as ``prefix…last4``. Every front end's error line goes
+    through here, so a secret pasted where a URL, a path or an import string belongs
+    (``--url``, ``--config``, ``--app``) is not repeated by the message that refuses it."""
+    return _SECRET_LIKE.sub(_masked, " ".join(text.split()))
 
 
 def common_parser(*, store: bool = True) -> Parser:
@@ -195,15 +203,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # one line, whatever the cause
-        if os.environ.get("ENVROUTE_DEBUG"):
-            raise
-        print(f"envroute: error: {type(exc).__name__}: {_one_line(exc)} "
-              "(ENVROUTE_DEBUG=1 shows the traceback)", file=sys.stderr)
-        return 1
+        return _failed(exc)
+
+
+def _failed(exc: Exception) -> int:
+    if os.environ.get("ENVROUTE_DEBUG"):
+        raise exc
+    print(f"envroute: error: {type(exc).__name__}: {_one_line(exc)} "
+          "(ENVROUTE_DEBUG=1 shows the traceback)", file=sys.stderr)
+    return 1
 
 
 def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+    return one_line(str(exc)) or type(exc).__name__
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ import click
 from flask.cli import AppGroup
 
 from envroute import EnvrouteError, open_store
-from envroute.cli import AUDIT_HELP, GROUPS, Parser, add_group_arguments, run_group
+from envroute.cli import AUDIT_HELP, GROUPS, Parser, add_group_arguments, one_line, run_group
 from envroute.commandtools import Managers
 from envroute.config import store_url_option
 
@@ -59,12 +59,12 @@ def _run(ctx: click.Context, group: str) -> None:
             if store is not state.store:
                 store.close()
     except EnvrouteError as exc:
-        click.echo(f"flask envroute: error: {' '.join(str(exc).split())}", err=True)
+        click.echo(f"flask envroute: error: {one_line(str(exc))}", err=True)
         ctx.exit(1)
     except Exception as exc:  # §10: one line whatever the cause, as envroute's own
         if os.environ.get("ENVROUTE_DEBUG"):
             raise
-        text = " ".join(str(exc).split())
+        text = one_line(str(exc))
         click.echo(f"flask envroute: error: {type(exc).__name__}{': ' + text if text else ''}"
                    " (ENVROUTE_DEBUG=1 shows the traceback)", err=True)
         ctx.exit(1)

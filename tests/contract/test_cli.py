@@ -186,6 +186,11 @@ TYPO = "sk_test_CCQeQzD66t0IG329U0pRFifCedrQFXjw2Yb3PX"
     pytest.param(["keys", TYPO], "", id="as-action"),
     pytest.param(["keys", "list", "--status", TYPO], "", id="as-status"),
     pytest.param(["explain", "GET", "/v1/charges", TYPO], "", id="explain-order"),
+    pytest.param(["backends", "add", "b1", "--url", TYPO], "", id="backends-url"),
+    pytest.param(["check", "--app", TYPO], "", id="check-app"),
+    pytest.param(["serve", "--app", TYPO], "", id="serve-app"),
+    pytest.param(["--config", TYPO, "keys", "list"], "", id="config"),
+    pytest.param(["customers", "create", "acme", "--actor", TYPO], "", id="actor"),
 ])
 def test_a_secret_typed_anywhere_is_never_shown(cli: Cli, args: list[str],
                                                 stdin: str) -> None:

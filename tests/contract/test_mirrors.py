@@ -180,3 +180,30 @@ def test_a_usage_error_is_one_line_in_every_front_end(tmp_path: Path, args: list
         assert status == 2, (name, stderr)
         assert len(stderr.strip().splitlines()) == 1, (name, stderr)
         assert PASTED not in stderr and "--help" in stderr, (name, stderr)
+
+
+@pytest.mark.parametrize("args", [
+    pytest.param(["backends", "add", "b1", "--url", PASTED], id="url"),
+    pytest.param(["customers", "create", "acme", "--actor", PASTED], id="actor"),
+])
+def test_a_secret_pasted_as_a_value_is_never_repeated(tmp_path: Path, args: list[str]
+                                                      ) -> None:
+    """§3: no error message shows a secret, whatever flag it was pasted into (exit 1)."""
+    from flask import Flask
+    from flask_envroute import EnvRoute
+
+    store = f"sqlite:///{tmp_path / 'keys.db'}"
+    env = {**os.environ, "EXAMPLE_DJANGO_DB": str(tmp_path / "dj.sqlite3"),
+           "EXAMPLE_DJANGO_SANDBOX_DB": str(tmp_path / "sandbox.sqlite3")}
+    django = subprocess.run([sys.executable, "manage.py", f"envroute_{args[0]}", *args[1:],
+                             "--store", store], cwd=ROOT / "example_django", env=env,
+                            capture_output=True, text=True, timeout=60)
+    app = Flask(__name__)
+    app.config["ENVROUTE"] = {**CONFIG, "store": {"url": store}}
+    EnvRoute(app)
+    flask = app.test_cli_runner().invoke(args=["envroute", *args, "--store", store])
+    for name, status, output in (("manage.py", django.returncode, django.stdout + django.stderr),
+                                 ("flask", flask.exit_code, flask.stdout + flask.stderr)):
+        assert status == 1, (name, output)
+        assert PASTED not in output and PASTED[-4:] in output, (name, output)
+    assert SQLiteStore(store).list_customers() == []

@@ -20,7 +20,7 @@ from typing import Any, NoReturn, TextIO, cast
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 
 from envroute import EnvrouteError, open_store
-from envroute.cli import AUDIT_HELP, GROUPS, Parser, add_group_arguments, run_group
+from envroute.cli import AUDIT_HELP, GROUPS, Parser, add_group_arguments, one_line, run_group
 from envroute.commandtools import Managers
 
 from ...gateway import get_router
@@ -91,10 +91,10 @@ class GroupCommand(BaseCommand):
                 if store is not router.store:
                     store.close()
         except EnvrouteError as exc:
-            raise CommandError(" ".join(str(exc).split())) from None
+            raise CommandError(one_line(str(exc))) from None
         except Exception as exc:  # §10: one line whatever the cause, as envroute's own
             if options.get("traceback") or os.environ.get("ENVROUTE_DEBUG"):
                 raise
-            text = " ".join(str(exc).split())
+            text = one_line(str(exc))
             raise CommandError(f"{type(exc).__name__}{': ' + text if text else ''} "
                                "(--traceback shows the traceback)") from None
