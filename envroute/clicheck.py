@@ -69,7 +69,12 @@ def import_app(text: str) -> Any:
     return app
 
 
-def build_router(args: argparse.Namespace, *, placeholder: bool) -> Any:
+def build_router(args: argparse.Namespace, *, placeholder: bool,
+                 migrate: bool = False) -> Any:
+    """The gateway a command runs; with ``migrate``, the store is opened (and migrated)
+    first, so a store that is down is the command's one line, before the gateway starts
+    and logs that it is starting without one (a server under gunicorn should; a command
+    should not)."""
     from .gateway import EnvRouter
 
     app = import_app(args.app) if args.app else None
@@ -80,6 +85,12 @@ def build_router(args: argparse.Namespace, *, placeholder: bool) -> Any:
             raise EnvrouteError("this config routes to the wrapped app: pass "
                                 "--app package.module:application")
         app = _placeholder
+    if migrate:
+        try:
+            store.migrate()
+        except BaseException:
+            store.close()
+            raise
     return EnvRouter(app, settings, store=store)
 
 
@@ -89,8 +100,7 @@ def _placeholder(environ: Any, start_response: Any) -> list[bytes]:
 
 
 def serve(args: argparse.Namespace) -> int:
-    router = build_router(args, placeholder=False)
-    router.store.migrate()
+    router = build_router(args, placeholder=False, migrate=True)
     from .serving import serve as run_server
 
     run_server(router, args.host, args.port)

@@ -126,6 +126,8 @@ def test_audit_records_every_action_newest_first(cli: Cli) -> None:
                  id="zero-backend-timeout"),
     pytest.param(["--store", "postgresql://u:hunter2@127.0.0.1:1/x", "keys", "list"], 1,
                  id="store-down"),
+    pytest.param(["serve", "--store", "postgresql://u:hunter2@127.0.0.1:1/x"], 1,
+                 id="serve-store-down"),
     pytest.param(["--config", "missing.toml", "keys", "list"], 1, id="missing-config"),
     pytest.param(["keys", "create"], 2, id="missing-flag"),
     pytest.param(["keys", "frobnicate"], 2, id="unknown-action"),
