@@ -304,7 +304,8 @@ def explain(args: argparse.Namespace) -> int:
     print(f"route     {route.label}  when {when}")
     kind = ("failover" if route.failover else "split" if route.split
             else f"from {route.backend_from}" if route.backend_from else "backend")
-    print(f"{kind:<10}" + " -> ".join(f"{n} ({targets[n]})" for n in decision.backends))
+    # "from backend" is wider than the column: a space always parts it from the name.
+    print(f"{kind:<9} " + " -> ".join(f"{n} ({targets[n]})" for n in decision.backends))
     return 0
 
 
