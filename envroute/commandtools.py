@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
@@ -32,6 +33,9 @@ TAKES_EFFECT = ("takes effect at once in this process and within about 1 s every
                 "PostgreSQL), every process on the machine on SQLite and other django:// "
                 "databases; [auth] cache_ttl is only the fallback when a change "
                 "notification is lost")
+#: What could split or forge a line of output: C0 and C1 controls, the Unicode line
+#: separators. A backslash is left alone (JSON in a cell keeps its own escapes).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 JSON_HELP = "print one JSON document on stdout"
 ACTOR_HELP = "who makes this change, for the audit log (default: the OS user)"
 
@@ -144,17 +148,27 @@ def write_json(data: Any, out: TextIO) -> None:
     out.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
+def escape(text: str) -> str:
+    """``text`` with each control character as ``\\xNN`` (``\\uNNNN`` past 0xff)."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                        else f"\\u{ord(m.group()):04x}", text)
+
+
 def write_fields(rows: Sequence[tuple[str, object]], out: TextIO) -> None:
-    """``name  value`` lines, aligned."""
+    """``name  value`` lines, aligned; control characters escaped (see :func:`write_table`)."""
     width = max(len(name) for name, _ in rows) + 2
     for name, value in rows:
-        out.write(f"{name:<{width}}{value}\n")
+        out.write(f"{name:<{width}}{escape(str(value))}\n")
 
 
 def write_table(header: Sequence[str], rows: Sequence[Sequence[str]], out: TextIO,
                 empty: str) -> None:
-    """Aligned columns; ``empty`` (a hint) when there are no rows."""
-    table = [tuple(header), *[tuple(r) for r in rows]]
+    """Aligned columns; ``empty`` (a hint) when there are no rows.
+
+    Every cell has its control characters escaped (``\\x0a`` for LF), as the access log
+    escapes its fields: names, metadata and ``--actor`` are whatever someone typed, and a newline
+    in one would split a row, or forge one (an ``audit`` record that never happened)."""
+    table = [tuple(header), *[tuple(escape(str(cell)) for cell in r) for r in rows]]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
         out.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))

@@ -4,7 +4,35 @@ by its reader (``| head``) stopping the command quietly."""
 
 from __future__ import annotations
 
+import pytest
+
 from .conftest import Cli
+
+#: A newline, then what would read as an audit record of its own.
+FORGED = "ci\n2026-01-01T00:00:00Z  admin  key.revoked  key_forged"
+
+
+@pytest.mark.parametrize(("args", "listing"), [
+    pytest.param(["customers", "create", "acme", "--actor", FORGED], ["audit"], id="actor"),
+    pytest.param(["customers", "create", "acme", "--name", FORGED], ["customers", "list"],
+                 id="customer-name"),
+    pytest.param(["keys", "create", "--environment", "sandbox", "--name", FORGED],
+                 ["keys", "list"], id="key-name"),
+])
+def test_a_newline_typed_into_a_field_cannot_add_a_row(cli: Cli, args: list[str],
+                                                       listing: list[str]) -> None:
+    cli.run(*args)
+    lines = cli.run(*listing).stdout.splitlines()
+    assert len(lines) == 2, lines  # the header and the one record
+    assert "ci\\x0a2026-01-01" in lines[1]  # shown, escaped, on its own row
+    assert not any(line.startswith("2026-01-01") for line in lines)
+
+
+def test_a_newline_in_a_name_stays_on_the_name_line_of_show(cli: Cli) -> None:
+    cli.run("customers", "create", "acme", "--name", FORGED)
+    lines = cli.run("customers", "show", "acme").stdout.splitlines()
+    assert [line.split()[0] for line in lines[:6]] == [
+        "id", "name", "metadata", "status", "created_at", "disabled_at"]
 
 
 def test_explain_parts_a_backend_from_label_from_the_backend(cli: Cli) -> None:
