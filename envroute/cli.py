@@ -202,6 +202,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError as exc:
+        if not _stdout_closed():
+            return _failed(exc)
+        # The reader went away (`envroute audit | head`): nobody is left to read a
+        # message, and the user asked for it. Stop quietly, as a tool stopped by SIGPIPE
+        # does, with stdout on /dev/null so Python's flush at exit adds no second error.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except Exception as exc:  # one line, whatever the cause
         return _failed(exc)
 
@@ -212,6 +220,19 @@ def _failed(exc: Exception) -> int:
     print(f"envroute: error: {type(exc).__name__}: {_one_line(exc)} "
           "(ENVROUTE_DEBUG=1 shows the traceback)", file=sys.stderr)
     return 1
+
+
+def _stdout_closed() -> bool:
+    """Whether standard output is a pipe whose reader has gone (``poll`` says POLLERR
+    for it), rather than a broken pipe met elsewhere."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll, or stdout is no file
+        return False
 
 
 def _one_line(exc: BaseException) -> str:

@@ -4,9 +4,12 @@ by its reader (``| head``) stopping the command quietly."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+
 import pytest
 
-from .conftest import Cli
+from .conftest import ENVROUTE, Cli
 
 #: A newline, then what would read as an audit record of its own.
 FORGED = "ci\n2026-01-01T00:00:00Z  admin  key.revoked  key_forged"
@@ -46,3 +49,18 @@ backend_from = "backend"
     key = cli.json("keys", "create", "--environment", "production", "--customer", "acme")
     lines = cli.run("explain", key["key"], "GET", "/v1/charges").stdout.splitlines()
     assert lines[-1].split()[:3] == ["from", "backend", "dedicated-1"], lines
+
+
+def test_a_pipe_closed_by_its_reader_stops_the_command_quietly(cli: Cli) -> None:
+    """``envroute audit | head -1``: the reader has what it wanted; no error line."""
+    cli.run("customers", "create", "acme")
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the command writes anything
+    try:
+        result = subprocess.run([ENVROUTE, "audit"], cwd=cli.cwd, stdout=write,
+                                stderr=subprocess.PIPE, text=True, timeout=60,
+                                env={**os.environ, "ENVROUTE_CONFIG": "envroute.toml"})
+    finally:
+        os.close(write)
+    assert result.stderr == ""
+    assert result.returncode == 1
