@@ -125,8 +125,8 @@ def run_demo(host: str = "127.0.0.1", port: int = 8080) -> int:
                     f"update acme --meta backend={DEDICATED}")
             _print_banner(url, production_port, dedicated_port, test_key.secret,
                           live_key.secret, move)
-            logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                                format="%(name)s %(message)s")
+            # The gateway already writes each access line to stderr ([logging] access);
+            # a root handler as well printed every line twice.
             logging.getLogger("werkzeug").setLevel(logging.WARNING)
             previous = signal.signal(signal.SIGTERM, _raise_interrupt)
             try:

@@ -77,3 +77,21 @@ def test_demo_prints_curl_lines_that_work_and_stops_on_ctrl_c() -> None:
         output, _ = process.communicate(timeout=15)
         assert process.returncode == 0
         assert "envroute demo: stopped." in output
+
+
+def test_demo_logs_each_request_once() -> None:
+    """The gateway's access line on stderr, once (a root handler printed it twice)."""
+    port = free_port()
+    process = subprocess.Popen([str(BIN / "envroute"), "demo", "--port", str(port)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        read_banner(process)
+        wait_for_port(port)
+        answer = requests.get(f"http://127.0.0.1:{port}/v1/charges", timeout=10)
+        assert answer.status_code == 401
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, errors = process.communicate(timeout=15)
+    lines = [line for line in errors.splitlines() if answer.headers["Request-Id"] in line]
+    assert len(lines) == 1, errors
+    assert "code=missing_credentials" in lines[0]
