@@ -207,3 +207,31 @@ def test_a_secret_pasted_as_a_value_is_never_repeated(tmp_path: Path, args: list
         assert status == 1, (name, output)
         assert PASTED not in output and PASTED[-4:] in output, (name, output)
     assert SQLiteStore(store).list_customers() == []
+
+
+def test_a_store_in_a_missing_directory_is_one_line_naming_it(tmp_path: Path) -> None:
+    """§9: a directory that does not exist is one clear line naming it, for ``--store``
+    in every front end (manage.py tried to open the file and said only that it could not)."""
+    from flask import Flask
+    from flask_envroute import EnvRoute
+
+    missing = tmp_path / "nowhere"
+    store = f"sqlite:///{missing / 'keys.db'}"
+    env = {**os.environ, "EXAMPLE_DJANGO_DB": str(tmp_path / "dj.sqlite3"),
+           "EXAMPLE_DJANGO_SANDBOX_DB": str(tmp_path / "sandbox.sqlite3")}
+    django = subprocess.run([sys.executable, "manage.py", "envroute_keys", "list",
+                             "--store", store], cwd=ROOT / "example_django", env=env,
+                            capture_output=True, text=True, timeout=60)
+    app = Flask(__name__)
+    app.config["ENVROUTE"] = {**CONFIG, "store": {"url": f"sqlite:///{tmp_path / 'k.db'}"}}
+    EnvRoute(app)
+    flask = app.test_cli_runner().invoke(args=["envroute", "keys", "list", "--store", store])
+    (tmp_path / "envroute.toml").write_text(TOML)
+    cli = subprocess.run([ENVROUTE, "--store", store, "keys", "list"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=60)
+    for name, status, stderr in (("manage.py", django.returncode, django.stderr),
+                                 ("flask", flask.exit_code, flask.stderr),
+                                 ("envroute", cli.returncode, cli.stderr)):
+        assert status == 1, (name, stderr)
+        assert len(stderr.strip().splitlines()) == 1, (name, stderr)
+        assert f"{missing} does not exist" in stderr, (name, stderr)
