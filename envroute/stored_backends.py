@@ -61,7 +61,10 @@ class BackendManager(Managed):
         if not BACKEND_NAME.match(record.name):
             raise KeyUsageError(f"{safe_id(record.name, self.settings)!r} is not a backend "
                                 "name: 1-64 characters of A-Za-z0-9_-")
-        if record.name in self.settings.backends or record.name == APP_BACKEND:
+        if record.name == APP_BACKEND and record.name not in self.settings.backends:
+            raise KeyUsageError(f"backend {APP_BACKEND!r} is the name of the app envroute "
+                                "wraps (EnvRouter(app, …), --app); pick another name")
+        if record.name in self.settings.backends:
             raise KeyUsageError(f"backend {record.name!r} is defined in the config "
                                 f"({self.settings.source}); pick another name")
         table: dict[str, Any] = {"url": record.url}

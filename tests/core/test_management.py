@@ -159,6 +159,8 @@ def test_an_unknown_customer_creates_nothing(cli: Cli) -> None:
     pytest.param(["backends", "add", "x"], 2, "--url", id="backend-without-url"),
     pytest.param(["backends", "add", "shared", "--url", "http://h"], 1,
                  "backend 'shared' is defined in the config", id="configured-name"),
+    pytest.param(["backends", "add", "app", "--url", "http://h"], 1,
+                 "backend 'app' is the name of the app envroute wraps", id="app-name"),
     pytest.param(["backends", "add", "a.b", "--url", "http://h"], 1, "is not a backend name",
                  id="bad-backend-name"),
     pytest.param(["backends", "add", "x", "--url", "ftp://h"], 1,
