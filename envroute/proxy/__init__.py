@@ -55,16 +55,16 @@ set it to at least gunicorn's ``--threads``: busier moments open extra connectio
 are closed after use). An idle connection is checked for a close by the upstream before
 it is reused, without waiting (under gevent, without a trip through its hub); one whose
 response was not read to the end, or after ``Connection: close``, is never reused. A
-response the proxy cannot read as HTTP/1.1 (see :mod:`.wire`) is a ``502``. Environment
-proxies (``HTTP_PROXY``) and cookies are ignored: the gateway talks to its backends
-directly and keeps no state between callers. TLS is verified against certifi's CA
-bundle, or the one named by ``REQUESTS_CA_BUNDLE`` (read once, when the backend is
-built).
+response the proxy cannot read as HTTP/1.1 (see :mod:`.wirehead`, :mod:`.wire`) is a
+``502``. Environment proxies (``HTTP_PROXY``) and cookies are ignored: the gateway talks
+to its backends directly and keeps no state between callers. TLS is verified against
+certifi's CA bundle, or the one named by ``REQUESTS_CA_BUNDLE`` (read once, when the
+backend is built).
 
 The parts, one job each: :mod:`.urls` (where a request goes; URLs coming back),
 :mod:`.headers` (which headers cross; framing), :mod:`.bodies` (streams both ways),
 :mod:`.pool` (keep-alive connections), :mod:`.wire` (HTTP/1.1 on one connection),
-:mod:`.failures` (errors by type) and
+:mod:`.wirehead` (the response head read from it), :mod:`.failures` (errors by type) and
 :mod:`.backend` (:class:`ProxyBackend`, putting them together).
 
 Security: the connection always goes to the configured scheme, host and port. The

@@ -18,7 +18,7 @@ import requests
 import urllib3.exceptions
 
 from ..errors import BackendError, BackendTimeout, BackendUnavailable
-from .wire import ProtocolError
+from .wirehead import ProtocolError
 
 #: Read timeouts as requests raises them, or as urllib3 raises them while the body
 #: streams. (urllib3's ``NewConnectionError`` is a ``TimeoutError`` subclass for history's

@@ -1,4 +1,5 @@
-"""The proxy's own HTTP/1.1 client (``envroute.proxy.wire``) against a scripted upstream.
+"""The proxy's own HTTP/1.1 client (``envroute.proxy.wire``, ``.wirehead``) against a
+scripted upstream.
 
 Each test gives a tiny upstream the exact bytes to answer, one reply per request, and
 looks at what the caller of :class:`ProxyBackend` gets and at what reached the upstream on
@@ -20,7 +21,7 @@ import pytest
 from werkzeug.test import EnvironBuilder
 
 from envroute.errors import BackendUnavailable
-from envroute.proxy import ProxyBackend, wire
+from envroute.proxy import ProxyBackend, wire, wirehead
 from envroute.settings import BackendSettings
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
@@ -279,10 +280,10 @@ _H = b"HTTP/1.1 200 OK\r\n"
     pytest.param(b"ICY 200 OK\r\n\r\n", False, id="not-http"),
 ])
 def test_the_usual_head_reads_as_every_head_does(head: bytes, usual: bool) -> None:
-    # _read_head takes a shortcut for the usual head; what it answers (or refuses) must be
+    # read_head takes a shortcut for the usual head; what it answers (or refuses) must be
     # what the line-by-line reader answers, and the body must start at the same byte.
     data = head + b"body"
     for _ in range(2):  # the second time from the remembered names and status lines
-        assert _read(wire._read_head, data) == _read(wire._read_any_head, data)
+        assert _read(wirehead.read_head, data) == _read(wirehead._read_any_head, data)
     end = data.find(b"\r\n\r\n")
-    assert (wire._usual_head(data[:end].decode("latin-1")) is not None) is usual
+    assert (wirehead._usual_head(data[:end].decode("latin-1")) is not None) is usual
