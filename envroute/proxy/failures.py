@@ -21,9 +21,12 @@ from ..errors import BackendError, BackendTimeout, BackendUnavailable
 from .wirehead import ProtocolError
 
 #: Read timeouts as requests raises them, or as urllib3 raises them while the body
-#: streams. (urllib3's ``NewConnectionError`` is a ``TimeoutError`` subclass for history's
-#: sake; requests tells refused connections and connect timeouts apart for us.)
-_READ_TIMEOUTS = (requests.Timeout, urllib3.exceptions.ReadTimeoutError, TimeoutError)
+#: streams; ``TimeoutError`` from a socket's Python timeout, ``BlockingIOError``
+#: (``EAGAIN``) from a plain connection whose calls the kernel bounds (see :mod:`.pool`).
+#: (urllib3's ``NewConnectionError`` is a ``TimeoutError`` subclass for history's sake;
+#: requests tells refused connections and connect timeouts apart for us.)
+_READ_TIMEOUTS = (requests.Timeout, urllib3.exceptions.ReadTimeoutError, TimeoutError,
+                  BlockingIOError)
 #: What each kind of broken connection is called in a log line, most specific first.
 _REASONS: tuple[tuple[type[BaseException], str], ...] = (
     (urllib3.exceptions.IncompleteRead, "connection closed before the end of the body"),
@@ -36,6 +39,7 @@ _REASONS: tuple[tuple[type[BaseException], str], ...] = (
     (ConnectionResetError, "connection reset by peer"),
     (ConnectionRefusedError, "connection refused"),
     (BrokenPipeError, "broken pipe"),
+    (BlockingIOError, "timed out"),  # a kernel-bounded call, as TimeoutError's strerror
     (ProtocolError, "the response is not valid HTTP/1.1"),
 )
 

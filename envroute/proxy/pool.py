@@ -32,6 +32,8 @@ import contextlib
 import os
 import select
 import socket
+import ssl
+import struct
 import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -57,6 +59,11 @@ _PEEK = getattr(socket, "MSG_PEEK", 0) | getattr(socket, "MSG_DONTWAIT", 0)
 _RAW_RECV = _socket.socket.recv
 _POLL = getattr(select, "poll", None)
 _POLLIN = getattr(select, "POLLIN", 1)
+#: 64-bit Linux, where ``struct timeval`` is two longs: a plain TCP connection's reads
+#: and writes are bounded by the kernel (``SO_RCVTIMEO``, ``SO_SNDTIMEO``), see
+#: :func:`_kernel_timeouts`.
+_KERNEL_TIMEOUTS = (sys.platform.startswith("linux") and struct.calcsize("@l") == 8
+                    and hasattr(socket, "SO_RCVTIMEO") and hasattr(socket, "SO_SNDTIMEO"))
 
 
 #: Forks since this module was imported, counted in the child (``os.register_at_fork``):
@@ -157,8 +164,12 @@ class ConnectionPool:
         conn: Any = pool._new_conn()
         conn.timeout = self.timeouts[0]
         conn.connect()  # TCP, then TLS with the adapter's settings
-        conn.sock.settimeout(self.timeouts[1])
-        return Link(conn, conn.sock, _quiet_check(conn.sock))
+        sock = conn.sock
+        timeout = self.timeouts[1]
+        if _kernel_timeouts(sock, timeout):
+            return Link(conn, sock, _quiet_check(sock), timeout)
+        sock.settimeout(timeout)
+        return Link(conn, sock, _quiet_check(sock))
 
     def _give_back(self, link: Link) -> None:
         if len(self._idle) < self.size and self._forks == _forks:
@@ -230,6 +241,34 @@ def _quiet_check(sock: Any) -> Callable[[], bool]:
 
 def _nothing() -> int:
     return 0
+
+
+def _kernel_timeouts(sock: Any, timeout: float) -> bool:
+    """Bound a plain TCP socket's every ``recv`` and ``send`` by ``timeout`` in the
+    kernel (``SO_RCVTIMEO``, ``SO_SNDTIMEO``) and make it blocking; False (nothing done)
+    for any other socket: TLS, gevent's, or where the platform is not known to take it.
+
+    Python's own socket timeout costs a ``poll`` before every ``recv`` and ``send``; the
+    kernel's bounds each call alike, without it. A call that times out fails with
+    ``EAGAIN`` (:class:`BlockingIOError`), which :mod:`.failures` reads as a timeout. A
+    request body is sent under Python's timeout all the same (:func:`.wire.send`), which
+    bounds a whole ``sendall`` rather than each ``send``."""
+    if (not _KERNEL_TIMEOUTS or not timeout or timeout <= 0
+            or not isinstance(sock, _socket.socket) or isinstance(sock, ssl.SSLSocket)
+            or sock.gettimeout() == 0.0):
+        return False
+    seconds = int(timeout)
+    micros = max(round((timeout - seconds) * 1_000_000), 0 if seconds else 1)
+    if micros >= 1_000_000:
+        seconds, micros = seconds + 1, 0
+    timeval = struct.pack("@ll", seconds, micros)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+        sock.settimeout(None)
+    except OSError:
+        return False
+    return True
 
 
 def host_header(origin: str) -> str:

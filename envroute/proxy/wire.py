@@ -39,15 +39,19 @@ class Link:
 
     ``conn`` is urllib3's connection object (it owns the socket and closes it);
     ``quiet`` is the pool's check, made for this socket, that an idle connection is
-    still open with nothing unread.
+    still open with nothing unread. ``timeout``: set when the socket is blocking with its
+    reads and writes bounded by the kernel (see :mod:`.pool`), the Python timeout a
+    request body is sent under; None when the socket keeps its own Python timeout.
     """
 
-    __slots__ = ("buffer", "conn", "quiet", "sock")
+    __slots__ = ("buffer", "conn", "quiet", "sock", "timeout")
 
-    def __init__(self, conn: Any, sock: Any, quiet: Callable[[], bool] | None = None) -> None:
+    def __init__(self, conn: Any, sock: Any, quiet: Callable[[], bool] | None = None,
+                 timeout: float | None = None) -> None:
         self.conn = conn
         self.sock = sock
         self.quiet = quiet
+        self.timeout = timeout
         self.buffer = b""
 
     def close(self) -> None:
@@ -111,25 +115,32 @@ def send(link: Link, head: bytes, body: Iterable[bytes] | None, *, chunked: bool
     """Write the request; False when the upstream stopped taking the body (it may have
     answered early, so the response is read all the same; the connection is not reused).
 
-    The body is pulled piece by piece; the first piece goes with the head."""
+    The body is pulled piece by piece; the first piece goes with the head. A body goes
+    under Python's socket timeout, which bounds each whole ``sendall`` (on a socket whose
+    calls the kernel bounds, only while the body is sent)."""
     sock = link.sock
     if body is None:
         sock.sendall(head)
         return True
+    timeout = link.timeout
+    if timeout is not None:
+        sock.settimeout(timeout)
     pieces = iter(body)
     first = next(pieces, None)
     try:
         if first is None:
             sock.sendall(head + b"0\r\n\r\n" if chunked else head)
-            return True
-        sock.sendall(head + (_chunk(first) if chunked else first))
-        for piece in pieces:
-            if piece:
-                sock.sendall(_chunk(piece) if chunked else piece)
-        if chunked:
-            sock.sendall(b"0\r\n\r\n")
+        else:
+            sock.sendall(head + (_chunk(first) if chunked else first))
+            for piece in pieces:
+                if piece:
+                    sock.sendall(_chunk(piece) if chunked else piece)
+            if chunked:
+                sock.sendall(b"0\r\n\r\n")
     except (BrokenPipeError, ConnectionResetError):
         return False  # as urllib3 does: the upstream's early answer is still read
+    if timeout is not None:
+        sock.settimeout(None)  # the kernel's bounds again, for the response
     return True
 
 

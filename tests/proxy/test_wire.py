@@ -10,7 +10,9 @@ connection the upstream had closed.
 
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
 import socket
 import threading
 from collections.abc import Iterator
@@ -20,7 +22,7 @@ from typing import Any
 import pytest
 from werkzeug.test import EnvironBuilder
 
-from envroute.errors import BackendUnavailable
+from envroute.errors import BackendTimeout, BackendUnavailable
 from envroute.proxy import ProxyBackend, wire, wirehead
 from envroute.settings import BackendSettings
 
@@ -99,6 +101,8 @@ def scripted() -> Iterator[Scripted]:
     finally:
         for proxy in upstream.proxies:
             proxy.close()
+        with contextlib.suppress(OSError):  # wakes an accept() still waiting (Linux)
+            upstream.listener.shutdown(socket.SHUT_RDWR)
         upstream.listener.close()
         if started:
             thread.join(5)
@@ -186,6 +190,31 @@ def test_a_connection_is_reused_only_when_safe(scripted: Any, first: bytes,
     assert call(proxy)[2] == b"ok"
     assert call(proxy)[2] == b"ok"
     assert [number for number, _ in upstream.received] == [1, 1 if reused else 2]
+
+
+@pytest.mark.parametrize("reply", [
+    pytest.param(b"", id="nothing"),
+    pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: 2000\r\n", id="half-a-head"),
+    pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: 2000\r\n\r\n", id="a-head"),
+])
+def test_an_upstream_silent_before_the_body_starts_is_a_504(scripted: Any,
+                                                               reply: bytes) -> None:
+    upstream = scripted.start(reply, OK)  # OK never asked for: the connection stays open
+    proxy = ProxyBackend(BackendSettings(name="api", url=upstream.url, timeout=0.3))
+    upstream.proxies.append(proxy)
+    with pytest.raises(BackendTimeout, match=r"sent nothing for 0\.3 s"):
+        call(proxy)
+
+
+def test_an_upstream_silent_mid_body_breaks_off_the_response(
+        scripted: Any, caplog: pytest.LogCaptureFixture) -> None:
+    upstream = scripted.start(b"HTTP/1.1 200 OK\r\nContent-Length: 2000\r\n\r\nfirst", OK)
+    proxy = ProxyBackend(BackendSettings(name="api", url=upstream.url, timeout=0.3))
+    upstream.proxies.append(proxy)
+    with caplog.at_level(logging.WARNING, logger="envroute"), \
+            pytest.raises(BackendUnavailable, match=r"broke off \(timed out\)"):
+        call(proxy)
+    assert "after 5 bytes (timed out)" in caplog.text
 
 
 def test_a_body_read_to_the_end_of_the_connection(scripted: Any) -> None:
