@@ -56,12 +56,14 @@ class ProxyBackend:
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
         body = RequestBody.from_environ(environ)  # None: no body
-        headers = request_headers(environ, signing_secret=self._signing_secret,
-                                  content_length=body.length if body is not None else None)
+        headers, identity = request_headers(
+            environ, signing_secret=self._signing_secret,
+            content_length=body.length if body is not None else None)
         sent = time.perf_counter()
         try:
             # An iterable body streams (chunked unless Content-Length is set).
-            raw = self.pool.urlopen(method, self.upstream.target_for(environ), headers, body)
+            raw = self.pool.urlopen(method, self.upstream.target_for(environ), headers, body,
+                                    identity)
         except ClientBodyError as exc:
             raise BadRequestBody(str(exc)) from None
         except Exception as exc:  # every socket, TLS or HTTP error becomes ours

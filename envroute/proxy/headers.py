@@ -33,6 +33,7 @@ from ..errors import BackendUnavailable
 from ..names import HOP_BY_HOP, IDENTITY_KEY, REQUEST_ID_KEY
 from ..signing import METADATA_HEADER, SIGNATURE_HEADER, identity_headers, sign
 from ..typing import HeaderList, WSGIEnvironment
+from .wire import header_lines
 
 if TYPE_CHECKING:
     from ..identity import Identity
@@ -106,24 +107,31 @@ def _connection_tokens(values: list[str]) -> frozenset[str]:
                      for token in parse_list_header(value) if token.strip())
 
 
-#: id(identity) -> (the identity, its headers unsigned, its metadata JSON, the second
-#: and the signature last sent). The verifier's cache hands the same frozen
-#: :class:`~envroute.identity.Identity` to every request of a key, so its metadata is
-#: serialised once, and signed at most once a second; the entry holds the identity, so
-#: its id cannot be reused while it is kept. Cleared when :data:`_IDENTITIES_MAX` full.
-_IDENTITIES: dict[int, tuple[Identity, list[tuple[str, str]], str, int, str]] = {}
+#: id(identity) -> (the identity, its header lines unsigned, its metadata JSON, the second
+#: and the header lines with the signature last sent). The verifier's cache hands the same
+#: frozen :class:`~envroute.identity.Identity` to every request of a key, so its headers
+#: are serialised and checked once (:func:`.wire.header_lines`), and signed at most once a
+#: second; the entry holds the identity, so its id cannot be reused while it is kept.
+#: Cleared when :data:`_IDENTITIES_MAX` full.
+_IDENTITIES: dict[int, tuple[Identity, str, str, int, str]] = {}
 _IDENTITIES_MAX = 4096
 
 
-def _identity_headers(identity: Identity, signing_secret: str) -> list[tuple[str, str]]:
-    """:func:`envroute.signing.identity_headers` for ``identity``, remembered."""
+def _identity_lines(identity: Identity, signing_secret: str) -> str:
+    """:func:`envroute.signing.identity_headers` for ``identity`` as header lines, each
+    checked and ending in CRLF, remembered; ``""`` when a value holds a character no
+    header may (then :func:`identity_headers`' pairs go with the unchecked headers, and
+    the request is refused as any such header is)."""
     entry = _IDENTITIES.get(id(identity))
     if entry is None or entry[0] is not identity:
         pairs = identity_headers(identity.key_id, identity.environment, identity.metadata,
                                  customer_id=identity.customer_id)
+        lines = header_lines(pairs)
+        if lines is None:
+            return ""
         if len(_IDENTITIES) >= _IDENTITIES_MAX:
             _IDENTITIES.clear()
-        entry = (identity, pairs, dict(pairs)[METADATA_HEADER], 0, "")
+        entry = (identity, lines, dict(pairs)[METADATA_HEADER], 0, "")
         _IDENTITIES[id(identity)] = entry
     if not signing_secret:
         return entry[1]
@@ -131,9 +139,10 @@ def _identity_headers(identity: Identity, signing_secret: str) -> list[tuple[str
     if entry[3] != now:  # a signature carries its second
         signature = sign(signing_secret, identity.key_id, identity.environment, entry[2],
                          customer_id=identity.customer_id, timestamp=now)
-        entry = (identity, entry[1], entry[2], now, signature)
+        entry = (identity, entry[1], entry[2], now,
+                 f"{entry[1]}{SIGNATURE_HEADER}: {signature}\r\n")  # t=…,v2=hex: safe
         _IDENTITIES[id(identity)] = entry
-    return [*entry[1], (SIGNATURE_HEADER, entry[4])]
+    return entry[4]
 
 
 def _append(existing: str | None, value: str) -> str:
@@ -141,8 +150,9 @@ def _append(existing: str | None, value: str) -> str:
 
 
 def request_headers(environ: WSGIEnvironment, *, signing_secret: str = "",
-                    content_length: int | None = None) -> dict[str, str]:
-    """End-to-end headers from the caller, then the identity and forwarding headers."""
+                    content_length: int | None = None) -> tuple[dict[str, str], str]:
+    """End-to-end headers from the caller, then the forwarding headers; and the identity
+    headers as checked lines (``name: value`` CRLF each, sent after the others)."""
     connection = environ.get("HTTP_CONNECTION")
     dropped = _connection_tokens([connection]) if connection else frozenset()
     keys = tuple(environ)
@@ -158,8 +168,13 @@ def request_headers(environ: WSGIEnvironment, *, signing_secret: str = "",
     if content_length is not None:
         headers["Content-Length"] = str(content_length)
     identity = environ.get(IDENTITY_KEY)
+    checked = ""
     if identity is not None:
-        headers.update(_identity_headers(identity, signing_secret))
+        checked = _identity_lines(identity, signing_secret)
+        if not checked:  # a forbidden character: refused with the headers (a 502)
+            headers.update(identity_headers(
+                identity.key_id, identity.environment, identity.metadata, signing_secret,
+                customer_id=identity.customer_id))
     request_id = environ.get(REQUEST_ID_KEY)
     if request_id:
         headers["Envroute-Request-Id"] = request_id
@@ -175,7 +190,7 @@ def request_headers(environ: WSGIEnvironment, *, signing_secret: str = "",
     headers["X-Forwarded-Proto"] = scheme
     if host:
         headers["X-Forwarded-Host"] = host
-    return headers
+    return headers, checked
 
 
 def response_headers(raw: Response, upstream: Upstream, environ: WSGIEnvironment,

@@ -136,11 +136,13 @@ class ConnectionPool:
             return self._pool
 
     def urlopen(self, method: str, target: str, headers: Mapping[str, str],
-                body: Iterable[bytes] | None) -> Response:
+                body: Iterable[bytes] | None, checked: str = "") -> Response:
         """The response, streamed: its body is still on the wire. ``target`` is the path
-        and query; an iterable ``body`` without ``Content-Length`` goes chunked."""
+        and query; an iterable ``body`` without ``Content-Length`` goes chunked;
+        ``checked``: header lines already checked (see :func:`.wire.request_head`)."""
         chunked = body is not None and "Content-Length" not in headers
-        head = request_head(method, target, self.host, headers, chunked=chunked)
+        head = request_head(method, target, self.host, headers, chunked=chunked,
+                            checked=checked)
         link = self._take()
         try:
             complete = send(link, head, body, chunked=chunked)

@@ -94,18 +94,27 @@ class Link:
 
 
 def request_head(method: str, target: str, host: str, headers: Mapping[str, str], *,
-                 chunked: bool = False) -> bytes:
+                 chunked: bool = False, checked: str = "") -> bytes:
     """The request line and headers, encoded (``Transfer-Encoding: chunked`` added for a
     ``chunked`` body); ``ValueError`` for a CR, LF or NUL inside a name or value (never a
-    second request smuggled in a header)."""
+    second request smuggled in a header). ``checked``: more header lines, each already
+    checked (:func:`header_lines`), sent after ``headers``."""
     lines = _CRLF.join(map(_COLON_SPACE.join, headers.items()))  # "name: value", joined
-    text = (f"{method} {target} HTTP/1.1\r\nHost: {host}\r\n{lines}"
-            f"{_CRLF if headers else ''}{_CHUNKED if chunked else ''}\r\n")
-    count = len(headers) + 3 + chunked
+    text = f"{method} {target} HTTP/1.1\r\nHost: {host}\r\n{lines}{_CRLF if headers else ''}"
+    count = len(headers) + 2
     if (text.count("\n") != count or text.count("\r") != count or "\0" in text
             or " " in method or " " in target):
         raise ValueError("a request header or the request line holds a forbidden character")
-    return text.encode("latin-1")
+    return f"{text}{checked}{_CHUNKED if chunked else ''}\r\n".encode("latin-1")
+
+
+def header_lines(pairs: list[tuple[str, str]]) -> str | None:
+    """``name: value`` lines, each ending in CRLF, for :func:`request_head`'s ``checked``;
+    None when a name or value holds a CR, LF or NUL."""
+    text = "".join([f"{name}: {value}\r\n" for name, value in pairs])
+    if text.count("\n") != len(pairs) or text.count("\r") != len(pairs) or "\0" in text:
+        return None
+    return text
 
 
 _CRLF, _COLON_SPACE, _CHUNKED = "\r\n", ": ", "Transfer-Encoding: chunked\r\n"

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from werkzeug.test import EnvironBuilder
 
+from envroute import Identity
 from envroute.errors import BackendTimeout, BackendUnavailable
 from envroute.proxy import ProxyBackend, wire, wirehead
 from envroute.settings import BackendSettings
@@ -248,6 +249,28 @@ def test_no_header_can_smuggle_a_second_request(scripted: Any) -> None:
     env["wsgi.input"] = io.BytesIO(b"")
     with pytest.raises(BackendUnavailable):
         proxy(env, lambda status, headers: None)
+    assert call(proxy)[2] == b"ok"
+    assert len(upstream.received) == 1 and b"/admin" not in upstream.received[0][1]
+
+
+@pytest.mark.parametrize("signing_secret", ["", "s3cret"])
+@pytest.mark.parametrize("identity", [
+    pytest.param(Identity("key_1\r\n\r\nGET /admin HTTP/1.1", "sandbox"), id="key-id"),
+    pytest.param(Identity("key_1", "sandbox\nGET /admin HTTP/1.1"), id="environment"),
+    pytest.param(Identity("key_1", "sandbox", customer_id="c\r\nGET /admin"), id="customer"),
+    pytest.param(Identity("key_1", "sandbox", customer_id="c\0GET /admin"), id="nul"),
+])
+def test_no_identity_value_can_smuggle_a_second_request(scripted: Any, identity: Identity,
+                                                        signing_secret: str) -> None:
+    upstream = scripted.start(OK)
+    proxy = ProxyBackend(BackendSettings(name="api", url=upstream.url, timeout=5),
+                         signing_secret=signing_secret)
+    upstream.proxies.append(proxy)
+    for _ in range(2):  # the second time with whatever the first remembered
+        env = EnvironBuilder("/v1/x").get_environ()
+        env["envroute.identity"] = identity
+        with pytest.raises(BackendUnavailable):
+            proxy(env, lambda status, headers: None)
     assert call(proxy)[2] == b"ok"
     assert len(upstream.received) == 1 and b"/admin" not in upstream.received[0][1]
 
