@@ -25,6 +25,12 @@ HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate",
                         "proxy-authorization", "proxy-connection", "te", "trailer",
                         "transfer-encoding", "upgrade"})
 
+#: Response headers a URL backend's answer never passes back with: they name the backend,
+#: and the gateway's server sets its own ``Server`` and ``Date``.
+NOT_RETURNED = frozenset({"server", "x-powered-by", "date"})
+#: Response headers whose values may be URLs into a URL backend (rewritten on the way back).
+URL_HEADERS = frozenset({"location", "content-location", "link", "refresh"})
+
 #: Methods that failover may send to a second backend: they are safe to repeat.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from werkzeug.http import parse_list_header
 
 from ..errors import BackendUnavailable
-from ..names import HOP_BY_HOP, IDENTITY_KEY, REQUEST_ID_KEY
+from ..names import HOP_BY_HOP, IDENTITY_KEY, NOT_RETURNED, REQUEST_ID_KEY, URL_HEADERS
 from ..signing import METADATA_HEADER, SIGNATURE_HEADER, identity_headers, sign
 from ..typing import HeaderList, WSGIEnvironment
 from .wire import header_lines
@@ -43,10 +43,6 @@ if TYPE_CHECKING:
 #: Request headers this proxy sets itself (``Host``: the upstream's; ``Expect``: the
 #: gateway's server has already answered it; the body's framing: the proxy's own).
 _NOT_FORWARDED = frozenset({"host", "expect", "content-length", "transfer-encoding"})
-#: Response headers that would name the backend, or that the gateway's server sets.
-_NOT_RETURNED = frozenset({"server", "x-powered-by", "date"})
-#: Response headers whose values may be URLs into the backend.
-_URL_HEADERS = frozenset({"location", "content-location", "link", "refresh"})
 
 
 #: Environ key -> (header name, lower-case name) when the header may be forwarded, else
@@ -196,11 +192,14 @@ def request_headers(environ: WSGIEnvironment, *, signing_secret: str = "",
 def response_headers(raw: Response, upstream: Upstream, environ: WSGIEnvironment,
                      *, backend: str) -> HeaderList:
     """The headers to pass back to the caller; :class:`BackendUnavailable` (502) when the
-    upstream's framing is ambiguous (see the module docstring)."""
+    upstream's framing is ambiguous (see the module docstring).
+
+    The usual response (no ``Connection`` but ``keep-alive``, no ``Transfer-Encoding``, at
+    most one valid ``Content-Length``) whose headers all pass back as they are or are
+    dropped goes back as the head reader sorted it in its one loop (``raw.passed``, see
+    :mod:`.wirehead`); any other header by header here."""
     fields = raw.fields
     connection = fields.get("connection")
-    dropped = (_NONE if connection is None else _KEEP_ALIVE if connection == ["keep-alive"]
-               else _connection_tokens(connection))
     lengths = fields.get("content-length")
     encodings = fields.get("transfer-encoding")
     if encodings is None and lengths is not None and len(lengths) == 1 and (
@@ -210,6 +209,13 @@ def response_headers(raw: Response, upstream: Upstream, environ: WSGIEnvironment
         length = _framing(lengths or [], encodings or [], backend)
     else:
         length = None
+    passed = raw.passed
+    if passed is not None and encodings is None and (
+            lengths is None or (len(lengths) == 1 and length == lengths[0])) and (
+            connection is None or connection == _KEEP_ALIVE_VALUE):
+        return passed.copy()  # the caller's to extend
+    dropped = (_NONE if connection is None else _KEEP_ALIVE if connection == _KEEP_ALIVE_VALUE
+               else _connection_tokens(connection))
     headers: HeaderList = []
     returned = _RETURNED
     for pair in raw.headers:
@@ -234,6 +240,7 @@ def response_headers(raw: Response, upstream: Upstream, environ: WSGIEnvironment
 
 _NONE: frozenset[str] = frozenset()
 _KEEP_ALIVE = frozenset({"keep-alive"})
+_KEEP_ALIVE_VALUE = ["keep-alive"]
 #: What happens to a response header, by its name: passed back, dropped, passed back as
 #: the one framing length, or its URLs rewritten.
 _PASS, _DROP, _LENGTH, _URL = "pass", "drop", "length", "url"
@@ -246,11 +253,11 @@ _RETURNED_MAX = 1024
 def _returned(name: str) -> tuple[str, str]:
     """What :data:`_RETURNED` holds for ``name``, worked out."""
     lower = name.lower()
-    if lower in _NOT_RETURNED or lower in HOP_BY_HOP:
+    if lower in NOT_RETURNED or lower in HOP_BY_HOP:
         kind = _DROP
     elif lower == "content-length":
         kind = _LENGTH
-    elif lower in _URL_HEADERS:
+    elif lower in URL_HEADERS:
         kind = _URL
     else:
         kind = _PASS

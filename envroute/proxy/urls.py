@@ -201,6 +201,3 @@ class Upstream:
                          f"{self.rewrite_url(url, environ)}{quote_ or ''}")
         return None if self.names_backend(value) else value
 
-
-#: Response headers whose values may be URLs into the backend.
-URL_HEADERS = frozenset({"location", "content-location", "link", "refresh"})

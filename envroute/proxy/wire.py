@@ -161,20 +161,22 @@ class Response:
     """The upstream's status, headers and body, read as the caller asks for it.
 
     ``headers`` are (name, value) pairs in the order received; ``fields`` holds the values
-    of ``Connection``, ``Content-Length`` and ``Transfer-Encoding`` by lower-case name.
+    of ``Connection``, ``Content-Length`` and ``Transfer-Encoding`` by lower-case name;
+    ``passed``, the headers the proxy passes back as they are, when the head reader
+    could sort them (see :func:`.wirehead._usual_head`), else None.
     When the body was read to its end, ``done`` (the connection already went back to the
     pool through ``release``, or was closed); :meth:`close` before that closes it.
     """
 
     __slots__ = ("_chunked", "_crlf", "_keep", "_left", "_link", "_release", "done",
-                 "fields", "headers", "reason", "status")
+                 "fields", "headers", "passed", "reason", "status")
 
     def __init__(self, link: Link, method: str, release: Callable[[Link], None]) -> None:
         self._link = link
         self._release = release
         self.done = False
         self._crlf = False
-        status, reason, headers, fields, keep = read_head(link)
+        status, reason, headers, fields, keep, self.passed = read_head(link)
         self.status, self.reason, self.headers, self.fields = status, reason, headers, fields
         self._chunked = False
         self._left: int | None = 0

@@ -22,6 +22,8 @@ import http.client
 import re
 from typing import TYPE_CHECKING
 
+from ..names import HOP_BY_HOP, NOT_RETURNED, URL_HEADERS
+
 if TYPE_CHECKING:
     from .wire import Link
 
@@ -40,11 +42,15 @@ class ProtocolError(http.client.HTTPException):
     """The upstream's answer cannot be read as HTTP/1.1 (the proxy answers ``502``)."""
 
 
-_Head = tuple[int, str, list[tuple[str, str]], dict[str, list[str]], bool]
+#: status, reason, headers, framing fields, whether the connection may be kept, and the
+#: headers the proxy passes back as they are (None: see :func:`_usual_head`).
+_Head = tuple[int, str, list[tuple[str, str]], dict[str, list[str]], bool,
+              list[tuple[str, str]] | None]
 
 
 def read_head(link: Link) -> _Head:
-    """status, reason, headers, framing fields, whether the connection may be kept.
+    """status, reason, headers, framing fields, whether the connection may be kept, and
+    the headers passed back as they are (:func:`_usual_head`; None: sort them yourself).
 
     The usual head (``HTTP/1.1``, a final status, ``name:value`` lines ending in CRLF,
     all in the first ``recv``) is read by :func:`_usual_head`; any other line by line by
@@ -72,7 +78,15 @@ def _usual_head(text: str) -> _Head | None:
     :func:`_head` cuts at, is the end), ``HTTP/1.1`` and a status of 200 or more,
     every header line a name (a token) and ``:``. An upstream sends the same lines again
     and again (``Server: gunicorn``, ``Connection: keep-alive``…): lines read before are
-    looked up, not read again (:data:`_LINES`, :data:`_STATUS_LINES`)."""
+    looked up, not read again (:data:`_LINES`, :data:`_STATUS_LINES`).
+
+    The same loop sorts the headers for the way back (the proxy's one loop over them):
+    those it passes back as they are (``Content-Length`` among them) are collected, those
+    it never passes back (hop-by-hop, and :data:`~envroute.names.NOT_RETURNED`) are
+    left out; with a header whose URLs may need rewriting
+    (:data:`~envroute.names.URL_HEADERS`) there is no such list (None), and the caller
+    sorts ``headers`` itself, as it does when ``Connection`` names other headers or the
+    framing is not the usual one."""
     lines = text.split("\r\n")
     if len(lines) > MAX_HEADERS + 1:
         return None
@@ -81,25 +95,33 @@ def _usual_head(text: str) -> _Head | None:
         return None
     known = _LINES
     headers: list[tuple[str, str]] = []
+    passed: list[tuple[str, str]] | None = []
     fields: dict[str, list[str]] = {}
     for index in range(1, len(lines)):
         line = lines[index]
         try:
-            pair, framing = known[line]
+            pair, role = known[line]
         except KeyError:
             read = _line(line)
             if read is None:
                 return None
-            pair, framing = read
+            pair, role = read
         headers.append(pair)
-        if framing:
-            if framing in fields:
-                fields[framing].append(pair[1])
+        if role is _PASS:
+            if passed is not None:
+                passed.append(pair)
+        elif role is _URL:
+            passed = None
+        elif role is not _DROP:  # a framing field
+            if role in fields:
+                fields[role].append(pair[1])
             else:
-                fields[framing] = [pair[1]]
+                fields[role] = [pair[1]]
+            if role is _LENGTH and passed is not None:
+                passed.append(pair)
     connection = fields.get("connection")
     keep = connection is None or connection == _KEEP_ALIVE or _keep(fields, True)
-    return status[0], status[1], headers, fields, keep
+    return status[0], status[1], headers, fields, keep, passed
 
 
 def _usual_status(line: str) -> tuple[int, str] | None:
@@ -117,25 +139,34 @@ def _usual_status(line: str) -> tuple[int, str] | None:
 
 def _line(line: str) -> tuple[tuple[str, str], str] | None:
     """A header line without CR or LF, ``name:value`` with a valid name: ((name, value
-    stripped of spaces and tabs), its framing field or ``""``), remembered when short;
-    else None."""
+    stripped of spaces and tabs), its role: a framing field's name, or :data:`_PASS`,
+    :data:`_DROP` or :data:`_URL`), remembered when short; else None."""
     name, colon, value = line.partition(":")
     if not colon or "\r" in line or "\n" in line:
         return None
-    framing = _NAMES.get(name)
-    if framing is None:
+    role = _NAMES.get(name)
+    if role is None:
         if _TOKEN.fullmatch(name) is None:
             return None
-        lower = name.lower()
-        framing = lower if lower in _FRAMING else ""
+        role = _role(name.lower())
         if len(_NAMES) < _REMEMBERED_MAX:
-            _NAMES[name] = framing
-    read = (name, value.strip(" \t")), framing
+            _NAMES[name] = role
+    read = (name, value.strip(" \t")), role
     if len(line) <= _LINE_REMEMBERED:
         if len(_LINES) >= _REMEMBERED_MAX:
             _LINES.clear()  # values change (a date, a length): the lines of now are kept
         _LINES[line] = read
     return read
+
+
+def _role(lower: str) -> str:
+    """What a header named ``lower`` (lower-case) is to :func:`_usual_head`."""
+    framing = _FRAMING_ROLES.get(lower)
+    if framing is not None:
+        return framing
+    if lower in HOP_BY_HOP or lower in NOT_RETURNED:
+        return _DROP
+    return _URL if lower in URL_HEADERS else _PASS
 
 
 def _read_any_head(link: Link) -> _Head:
@@ -154,7 +185,8 @@ def _read_any_head(link: Link) -> _Head:
         if status == 101:
             raise ProtocolError("the upstream switched protocols")
         # an interim 1xx response (100 Continue, 103 Early Hints): the real one follows
-    return status, reason.strip(), headers, fields, _keep(fields, version == "HTTP/1.1")
+    return (status, reason.strip(), headers, fields, _keep(fields, version == "HTTP/1.1"),
+            None)
 
 
 def _head(link: Link) -> str:
@@ -227,11 +259,18 @@ def _headers(lines: list[str]) -> tuple[list[tuple[str, str]], dict[str, list[st
 
 
 _FRAMING = frozenset({"connection", "content-length", "transfer-encoding"})
+#: A header's role in :func:`_usual_head` (compared by identity): a framing field, named
+#: by one of these very strings; passed back as it is; never passed back; or one whose
+#: URLs may need rewriting.
+_LENGTH = "content-length"
+_FRAMING_ROLES = {"connection": "connection", "content-length": _LENGTH,
+                  "transfer-encoding": "transfer-encoding"}
+_PASS, _DROP, _URL = "", "drop", "url"
 #: A header name (RFC 9110 §5.6.2 ``token``): no spaces, no separators.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 #: Status lines (``HTTP/1.1 200 OK``) read before -> (status, reason); header names
-#: checked before -> their framing field or ``""``; header lines read before (up to
-#: :data:`_LINE_REMEMBERED` characters) -> ((name, value), framing field). An upstream
+#: checked before -> their role (:func:`_role`); header lines read before (up to
+#: :data:`_LINE_REMEMBERED` characters) -> ((name, value), role). An upstream
 #: uses a handful of status lines and names: those two stop growing at
 #: :data:`_REMEMBERED_MAX` entries (then each new one is checked); the lines are cleared
 #: when that full, since some values change with each response.

@@ -191,3 +191,63 @@ def test_connection_tokens_one_way_or_the_other(value: str) -> None:
     # one plain token is read without werkzeug's parser: the same names either way
     expected = {token.strip().lower() for token in parse_list_header(value) if token.strip()}
     assert _connection_tokens([value]) == expected
+
+
+class _Canned:
+    """A socket whose one ``recv`` returns a whole canned response."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def recv(self, size: int) -> bytes:
+        data, self.data = self.data, b""
+        return data
+
+
+_S = b"HTTP/1.1 200 OK\r\n"
+
+
+@pytest.mark.parametrize(("head", "sorted_by_reader"), [
+    pytest.param(_S + b"Server: gunicorn\r\nDate: Sun, 29 Nov 2026 03:30:00 GMT\r\n"
+                 b"Connection: keep-alive\r\nContent-Type: text/plain\r\n"
+                 b"Content-Length: 2\r\n", True, id="gunicorn"),
+    pytest.param(_S + b"Content-Type: text/plain\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n"
+                 b"X-Powered-By: php\r\nKeep-Alive: timeout=5\r\nTE: x\r\nContent-Length: 2\r\n",
+                 True, id="dropped-and-repeated"),
+    pytest.param(_S + b"X-A: a\r\n", True, id="no-length"),
+    pytest.param(_S + b"Server: x\r\nDate: d\r\n", True, id="none-passed"),
+    pytest.param(_S + b"Content-Length: 2\r\ncontent-length: 2\r\n", False, id="two-lengths"),
+    pytest.param(_S + b"Content-Length: 2, 2\r\n", False, id="a-list-of-lengths"),
+    pytest.param(_S + b"Location: http://127.0.0.1:9/base/next\r\nContent-Length: 2\r\n",
+                 False, id="url-rewritten"),
+    pytest.param(_S + b"Link: <http://127.0.0.1:9/base/a>; rel=next\r\n", False, id="link"),
+    pytest.param(_S + b"Connection: close, X-Secret\r\nX-Secret: s\r\nX-A: a\r\n"
+                 b"Content-Length: 2\r\n", False, id="named-by-connection"),
+    pytest.param(_S + b"Connection: Keep-Alive\r\nContent-Length: 2\r\n", False,
+                 id="keep-alive-any-case"),
+    pytest.param(_S + b"Transfer-Encoding: chunked\r\nContent-Length: 2\r\nX-A: a\r\n", False,
+                 id="chunked-beside-length"),
+    pytest.param(b"HTTP/1.0 200 OK\r\nX-A: a\nContent-Length: 2\r\n", False, id="any-head"),
+])
+def test_the_headers_sorted_by_the_head_reader_are_what_the_general_way_passes(
+        head: bytes, sorted_by_reader: bool) -> None:
+    # the usual response goes back as the head reader sorted it in its loop; what it
+    # passes back must be what response_headers' header-by-header loop passes
+    from envroute.proxy import headers, wire
+    from envroute.proxy.backend import ProxyBackend
+    from envroute.settings import BackendSettings
+
+    upstream = ProxyBackend(BackendSettings(name="b", url="http://127.0.0.1:9/base")).upstream
+    env = {"SCRIPT_NAME": "/sandbox", "PATH_INFO": "/x"}
+    for _ in range(2):  # the second time from the remembered lines
+        raw = wire.Response(wire.Link(None, _Canned(head + b"\r\nok")), "GET", lambda _: None)
+        sorted_, marker = raw.passed, [("X-Sorted", "by the reader")]
+        raw.passed = None  # the general way
+        general = headers.response_headers(raw, upstream, env, backend="b")
+        raw.passed = marker if sorted_ is not None else None
+        taken = headers.response_headers(raw, upstream, env, backend="b") == marker
+        assert taken is sorted_by_reader
+        if taken:
+            assert sorted_ == general
+        assert all(name.lower() not in ("server", "date", "connection", "keep-alive", "te",
+                                        "x-powered-by", "x-secret") for name, _ in general)

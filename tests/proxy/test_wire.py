@@ -288,7 +288,7 @@ class _Canned:
 def _read(reader: Any, data: bytes) -> tuple[Any, bytes]:
     link = wire.Link(None, _Canned(data))
     try:
-        return reader(link), link.buffer
+        return reader(link)[:5], link.buffer  # the 6th, the headers sorted: test_forwarding
     except Exception as exc:  # the same refusal either way
         return type(exc), b""
 
