@@ -12,6 +12,11 @@ without urllib3's and ``http.client``'s per-request machinery (a ``Timeout`` and
 ``Retry`` object, an ``email`` parse of every response head, a header-by-header
 ``putheader``): more than half of the proxy's CPU per request.
 
+On 64-bit Linux a plain TCP connection's reads and writes are bounded by the kernel
+(``SO_RCVTIMEO``, ``SO_SNDTIMEO``, set once when it is made) instead of Python's socket
+timeout, which costs a ``poll`` before every ``recv`` and ``send``; TLS and gevent's
+sockets keep Python's, and a request body is sent under it (see :func:`_kernel_timeouts`).
+
 Idle connections are kept here, last used first, ``pool_size`` of them (default
 :data:`DEFAULT_POOL_SIZE`; set it to at least gunicorn's ``--threads``: busier moments
 open extra connections that are closed after use). One taken from the pool is first
