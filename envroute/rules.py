@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import re
 from collections.abc import Iterable, Mapping
+from urllib.parse import urlsplit
 
 from .patterns import compile_path, normalise_method
 from .settings import (
@@ -180,6 +181,11 @@ def rate_limits(section: Table, environments: Iterable[str]) -> RateLimitSetting
     if storage.startswith("redis") and importlib.util.find_spec("redis") is None:
         raise section.error("redis:// rate limits need the redis package: "
                             "pip install 'envroute[redis]'", key="storage")
+    if storage.startswith("redis"):
+        try:  # the port is all redis-py would refuse, at every request's first count
+            urlsplit(storage).port  # noqa: B018 - read for its ValueError
+        except ValueError as exc:
+            raise section.error(f"not a usable Redis URL: {exc}", key="storage") from None
     strategy = section.string("strategy", "moving-window")
     if strategy not in STRATEGIES:
         raise section.error(f"expected one of {', '.join(STRATEGIES)}", key="strategy")

@@ -77,6 +77,10 @@ BAD_CONFIGS = [
                  "exactly one of jwks_url, public_keys or secret", id="jwt-no-keys"),
     pytest.param(settings(rate_limits={"strategy": "leaky"}), "rate_limits.strategy",
                  "expected one of", id="bad-strategy"),
+    pytest.param(settings(rate_limits={"storage": "redis://:pw@cache:notaport/0"}),
+                 "rate_limits.storage", "not a usable Redis URL", id="bad-redis-port"),
+    pytest.param(settings(rate_limits={"storage": "redis://cache:99999/0"}),
+                 "rate_limits.storage", "not a usable Redis URL", id="redis-port-range"),
     pytest.param(settings(rate_limits={"rules": [{"limit": "lots"}]}),
                  "rate_limits.rules[0].limit", "not a limit", id="bad-limit"),
     # -- 0.2 ---------------------------------------------------------------------------
