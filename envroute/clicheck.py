@@ -108,9 +108,12 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def _reach(name: str, backend: Any) -> dict[str, Any]:
+    if backend is _placeholder:  # the config routes to the wrapped app; none was given
+        return {"name": f"backend {name}", "ok": True, "detail": "the wrapped app, not "
+                "imported (--app package.module:application imports it)"}
     check = getattr(backend, "check", None)
     if check is None:
-        return {"name": f"backend {name}", "ok": True, "detail": "in-process app"}
+        return {"name": f"backend {name}", "ok": True, "detail": "in-process app, imported"}
     try:
         return {"name": f"backend {name}", "ok": True, "detail": check()}
     except EnvrouteError as exc:

@@ -66,6 +66,15 @@ def test_check(tmp_path: Path, body: str, status: int, names: str) -> None:
         assert names in result.stdout + result.stderr
 
 
+def test_check_says_when_the_wrapped_app_was_not_imported(tmp_path: Path) -> None:
+    (tmp_path / "envroute.toml").write_text(
+        HEAD + '[[routes]]\nwhen = {}\nbackend = "app"\n')
+    without = Cli(tmp_path).run("check").stdout
+    assert "backend app: the wrapped app, not imported (--app" in without
+    given = Cli(tmp_path).run("check", "--app", "envroute.demo_apps:sandbox_app").stdout
+    assert "backend app: in-process app, imported" in given
+
+
 def test_strict_makes_lints_fail(tmp_path: Path) -> None:
     (tmp_path / "envroute.toml").write_text(
         HEAD + '[[routes]]\nwhen = {}\nbackend = "app"\n'
