@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
 
@@ -32,7 +33,7 @@ def test_schema_is_created_on_first_use_in_wal_mode(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{path}")
     assert isinstance(store, SQLiteStore) and not path.exists()
     assert store.lookup(b"x" * 32) is None
-    with sqlite3.connect(path) as connection:
+    with closing(sqlite3.connect(path)) as connection, connection:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert connection.execute("PRAGMA user_version").fetchone()[0] == VERSION
         tables = {r[0] for r in connection.execute("SELECT name FROM sqlite_master")}
@@ -74,7 +75,7 @@ def test_usage_is_recorded_in_one_batch(sqlite_store: SQLiteStore) -> None:
 
 def test_newer_schema_is_refused_not_guessed(tmp_path: Path) -> None:
     path = tmp_path / "future.db"
-    with sqlite3.connect(path) as connection:
+    with closing(sqlite3.connect(path)) as connection, connection:
         connection.execute(f"PRAGMA user_version = {VERSION + 1}")
     with pytest.raises(StoreUnavailable, match="newer than this envroute supports"):
         SQLiteStore(f"sqlite:///{path}").lookup(b"x")

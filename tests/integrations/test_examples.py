@@ -13,6 +13,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ def create_key(command: list[str], env: dict[str, str], environment: str) -> dic
 
 def charge_ids(path: Path) -> list[str]:
     """The ``charges`` table read straight from a SQLite file."""
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db, db:
         return [row[0] for row in db.execute("SELECT id FROM charges_charge ORDER BY id")]
 
 
@@ -82,9 +83,9 @@ def test_flask_example(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> 
     ids = [c["id"] for c in client.get("/v1/charges", auth=(live_key, "")).json["data"]]
     assert ids == [LIVE_1, LIVE_2, created.json["id"]]
     instance = Path(env["EXAMPLE_FLASK_INSTANCE"])
-    with sqlite3.connect(instance / "charges.db") as db:
+    with closing(sqlite3.connect(instance / "charges.db")) as db, db:
         assert sorted(r[0] for r in db.execute("SELECT id FROM charges")) == sorted(ids)
-    with sqlite3.connect(instance / "sandbox.db") as db:
+    with closing(sqlite3.connect(instance / "sandbox.db")) as db, db:
         assert sorted(r[0] for r in db.execute("SELECT id FROM charges")) == sorted(
             [TEST_1, TEST_2, mock.json["id"]])
 

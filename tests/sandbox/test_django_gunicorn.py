@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,7 @@ def databases(request: pytest.FixtureRequest, tmp_path: Path
 def rows(config: dict[str, Any]) -> list[tuple[Any, ...]]:
     sql = "SELECT id, amount FROM ledger_entry ORDER BY amount"
     if config["ENGINE"].endswith("sqlite3"):
-        with sqlite3.connect(config["NAME"]) as db:
+        with closing(sqlite3.connect(config["NAME"])) as db, db:
             return db.execute(sql).fetchall()
     import psycopg
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -108,12 +109,12 @@ def test_the_sqlite_version_is_the_pragma(tmp_path: Path) -> None:
     issue_v01(old, "key_old")
     old.close()
     url = f"sqlite:///{path}"
-    with sqlite3.connect(path) as connection:
+    with closing(sqlite3.connect(path)) as connection, connection:
         assert connection.execute("PRAGMA user_version").fetchone()[0] == 1
     store = open_store(url)
     store.migrate()
     store.close()
-    with sqlite3.connect(path) as connection:
+    with closing(sqlite3.connect(path)) as connection, connection:
         assert connection.execute("PRAGMA user_version").fetchone()[0] == schema.VERSION
         columns = {row[1] for row in connection.execute("PRAGMA table_info(envroute_keys)")}
     assert {"customer_id", "disabled_at"} <= columns

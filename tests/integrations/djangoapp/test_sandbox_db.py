@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from typing import Any
 
 import pytest
@@ -36,7 +37,7 @@ def rows(alias: str) -> list[tuple[Any, ...]]:
     config = connections[alias].settings_dict
     sql = "SELECT id, amount, note FROM ledger_entry ORDER BY amount"
     if config["ENGINE"].endswith("sqlite3"):
-        with sqlite3.connect(config["NAME"]) as db:
+        with closing(sqlite3.connect(config["NAME"])) as db, db:
             return db.execute(sql).fetchall()
     import psycopg
 

@@ -12,6 +12,7 @@ import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,7 @@ def rows(url: str) -> list[tuple[Any, ...]]:
     """``entries`` read straight from the database, not through SQLAlchemy's session."""
     sql = "SELECT id, amount FROM entries ORDER BY amount"
     if url.startswith("sqlite:///"):
-        with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
+        with closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as db, db:
             return db.execute(sql).fetchall()
     import psycopg
 
