@@ -59,23 +59,25 @@ def migrations() -> list[list[str]]:
     return [schema.render(step, "sqlite", table=_quote, name=_quote) for step in schema.STEPS]
 
 
-def _close_all(opened: list[tuple[threading.Thread, sqlite3.Connection]],
-               pid: list[int]) -> None:
-    """A store dropped without :meth:`SQLiteStore.close`: close its connections."""
-    if os.getpid() == pid[0]:
-        for _, connection in opened:
-            connection.close()
-    opened.clear()
+class _Held:
+    """One thread's connection, closed when that thread's state is dropped (the thread
+    ended, the store was closed or dropped), not left to the garbage collector."""
+
+    __slots__ = ("__weakref__", "close", "connection", "pid")
+
+    def __init__(self, connection: sqlite3.Connection) -> None:
+        self.connection = connection
+        self.pid = os.getpid()
+        self.close = weakref.finalize(self, connection.close)
 
 
 class SQLiteStore(SQLStore, InvalidationSource):
     """Keys in a SQLite file; one connection per thread per process, opened lazily.
 
-    Each connection is used only by the thread that opened it, and closed by the store:
-    a thread's when the next connection is opened after that thread ended (a server with a
-    thread per request opens one per request), all of them at :meth:`close`. None is left
-    to the garbage collector (Python 3.13 warns of each such ``unclosed database``).
-    A forked child never touches its parent's: it opens its own.
+    Each connection is used only by the thread that opened it, and closed, never left to
+    the garbage collector (Python 3.13 warns of each such ``unclosed database``): when its
+    thread ends (a server with a thread per request opens one per request), and all of
+    them at :meth:`close` or when the store is dropped. A forked child opens its own.
     """
 
     def __init__(self, url: str) -> None:
@@ -85,11 +87,8 @@ class SQLiteStore(SQLStore, InvalidationSource):
         self._local = threading.local()
         self._migrated_pid = 0
         self._lock = threading.Lock()
-        #: (opening thread, connection) for every connection this process opened; changed
-        #: in place, as the finalizer closes what it holds when the store is dropped unclosed
-        self._opened: list[tuple[threading.Thread, sqlite3.Connection]] = []
-        self._opened_pid = [os.getpid()]  # the process they were opened in (a box: shared)
-        weakref.finalize(self, _close_all, self._opened, self._opened_pid)
+        #: every thread's connection, for :meth:`close`
+        self._held: weakref.WeakSet[_Held] = weakref.WeakSet()
         self._rendered: dict[str, str] = {}
         self._names = {alias: _quote(table) for alias, table in TABLES.items()}
 
@@ -111,16 +110,19 @@ class SQLiteStore(SQLStore, InvalidationSource):
     # -- connections ----------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        # check_same_thread off only so that the store may close a connection for a thread
-        # that ended; the thread-local hands each connection to its own thread alone
+        # check_same_thread off only so that close() may close every thread's connection;
+        # the thread-local hands each connection to its own thread alone
         connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000,
                                      isolation_level=None, check_same_thread=False)
-        self._keep(connection)
-        connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        if connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            connection.execute("PRAGMA journal_mode = WAL")
-        connection.execute("PRAGMA synchronous = NORMAL")
-        connection.execute("PRAGMA foreign_keys = ON")
+        try:
+            connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if connection.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA synchronous = NORMAL")
+            connection.execute("PRAGMA foreign_keys = ON")
+        except BaseException:  # not a database, or locked: this connection is no use
+            connection.close()
+            raise
         connection.row_factory = sqlite3.Row
         return connection
 
@@ -128,7 +130,9 @@ class SQLiteStore(SQLStore, InvalidationSource):
         pid = os.getpid()
         local = self._local
         if getattr(local, "pid", None) != pid:  # new thread, or a forked child
-            local.connection = self._connect()
+            held = local.held = _Held(self._connect())
+            self._held.add(held)
+            local.connection = held.connection
             local.pid = pid
         if self._migrated_pid != pid:
             with self._lock:
@@ -190,25 +194,12 @@ class SQLiteStore(SQLStore, InvalidationSource):
             assert row is not None
             return int(row["user_version"])
 
-    def _keep(self, connection: sqlite3.Connection) -> None:
-        """Remember ``connection``; close those of threads that have ended."""
-        with self._lock:
-            if self._opened_pid[0] != os.getpid():  # the parent's: never used here, kept
-                self._opened.clear()
-                self._opened_pid[0] = os.getpid()
-            ended = [c for thread, c in self._opened if not thread.is_alive()]
-            self._opened[:] = [(t, c) for t, c in self._opened if t.is_alive()]
-            self._opened.append((threading.current_thread(), connection))
-        for old in ended:
-            old.close()
-
     def close(self) -> None:
         with self._lock:
-            opened = list(self._opened) if self._opened_pid[0] == os.getpid() else []
-            self._opened.clear()
+            held = [h for h in list(self._held) if h.pid == os.getpid()]
             self._local = threading.local()
-        for _, connection in opened:
-            connection.close()
+        for one in held:
+            one.close()
         self.marker.stop()
 
     # -- changes --------------------------------------------------------------------------
