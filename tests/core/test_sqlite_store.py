@@ -120,6 +120,44 @@ for i in range(25):
 """
 
 
+def _open_files(path: Path) -> int:
+    """How many of this process's file descriptors are ``path`` itself."""
+    fds = Path("/proc/self/fd")
+    return sum(1 for fd in fds.iterdir() if _target(fd) == str(path))
+
+
+def _target(fd: Path) -> str:
+    try:
+        return str(fd.readlink())
+    except OSError:  # closed meanwhile
+        return ""
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd")
+def test_close_closes_every_threads_connection(tmp_path: Path) -> None:
+    path = tmp_path / "keys.db"
+    store = SQLiteStore(f"sqlite:///{path}")
+    looked_up, release = threading.Barrier(4), threading.Event()
+
+    def reader() -> None:  # a server's thread, still alive when the store closes
+        store.lookup(b"x" * 32)
+        looked_up.wait()
+        release.wait(timeout=30)
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    looked_up.wait()
+    assert _open_files(path) >= 3
+    store.close()
+    try:
+        assert _open_files(path) == 0  # the other threads' connections as well
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join()
+
+
 def test_processes_migrate_once_and_write_concurrently(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'shared.db'}"
     writers = [subprocess.Popen([sys.executable, "-c", WRITER, url, str(n)],
