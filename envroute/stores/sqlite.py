@@ -131,7 +131,8 @@ class SQLiteStore(SQLStore, InvalidationSource):
         local = self._local
         if getattr(local, "pid", None) != pid:  # new thread, or a forked child
             held = local.held = _Held(self._connect())
-            self._held.add(held)
+            with self._lock:  # (close() reads the set from another thread)
+                self._held.add(held)
             local.connection = held.connection
             local.pid = pid
         if self._migrated_pid != pid:
