@@ -43,7 +43,9 @@ _HANDLER_NAME = "envroute.access.stderr"
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\\\u2028\u2029]")
 
 
-def _escape_char(match: re.Match[str]) -> str:
+def escape_char(match: re.Match[str]) -> str:
+    """One matched character escaped: a backslash doubled, any other as ``\\xNN`` or
+    ``\\uNNNN``. Command output (:func:`envroute.commandtools.escape`) uses it too."""
     char = match.group()
     if char == "\\":
         return "\\\\"
@@ -55,7 +57,7 @@ def escape(value: str) -> str:
     """``value`` with every character that could split or forge a log line escaped."""
     if _UNSAFE.search(value) is None:  # nearly always: no replacement to build
         return value
-    return _UNSAFE.sub(_escape_char, value)
+    return _UNSAFE.sub(escape_char, value)
 
 
 def wsgi_path(raw: str) -> str:

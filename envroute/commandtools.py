@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
+from .accesslog import escape_char
 from .config import parse_duration
 
 if TYPE_CHECKING:
@@ -150,8 +151,7 @@ def write_json(data: Any, out: TextIO) -> None:
 
 def escape(text: str) -> str:
     """``text`` with each control character as ``\\xNN`` (``\\uNNNN`` past 0xff)."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
-                        else f"\\u{ord(m.group()):04x}", text)
+    return _CONTROL.sub(escape_char, text)
 
 
 def write_fields(rows: Sequence[tuple[str, object]], out: TextIO) -> None:
